@@ -1,0 +1,199 @@
+"""The `medunlearn` command: a thin typer layer over the Python API."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from medunlearn.config import ConfigError, MethodConfig, RuntimeConfig, dump_config, load_config
+from medunlearn.data import DataError
+from medunlearn.forget import ForgetError
+from medunlearn.models import ModelError
+from medunlearn.progress import RichProgress
+from medunlearn.store import CheckpointError
+
+app = typer.Typer(
+    help="Machine unlearning for medical image classifiers: train, forget, unlearn, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+USER_ERRORS = (ConfigError, DataError, ForgetError, ModelError, CheckpointError, ValueError,
+               FileNotFoundError)  # fmt: skip
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="experiment YAML (default: built-in)")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="override a config field: key=value")
+]
+DataRootOpt = Annotated[str | None, typer.Option("--data-root", help="folder of the npz files")]
+CacheOpt = Annotated[str | None, typer.Option("--cache", help="cache folder for trained models")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda")]
+
+
+def _fail(error: Exception) -> None:
+    """Print a user error in one line and exit with status 2."""
+    errors.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(2)
+
+
+def _config(config: Path | None, overrides: list[str] | None, data_root, cache):
+    """The resolved experiment config: file or default, then --set, --data-root, --cache."""
+    extra = [f"data.root={data_root}"] if data_root else []
+    extra += [f"runtime.cache_dir={cache}"] if cache else []
+    return load_config(config, [*(overrides or []), *extra])
+
+
+def _print_tables(rows: list[dict]) -> None:
+    """The results tables on the terminal."""
+    from medunlearn.report import rich_tables
+
+    for table in rich_tables(rows):
+        console.print(table)
+
+
+@app.command()
+def run(
+    config: ConfigArg = None,
+    out: OutOpt = Path("runs/default"),
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Run an experiment: original model, Retrain, each method, metrics and report."""
+    from medunlearn.experiment import run as run_experiment
+
+    try:
+        resolved = _config(config, set_, data_root, cache)
+        with RichProgress(errors) as progress:
+            rows = run_experiment(resolved, out, progress)
+    except USER_ERRORS as error:
+        _fail(error)
+    _print_tables(rows)
+    console.print(f"results: {out / 'results.csv'}, {out / 'report.md'}")
+
+
+@app.command()
+def train(
+    config: ConfigArg = None,
+    out: OutOpt = Path("runs/model"),
+    seed: Annotated[int, typer.Option(help="seed of the model and data order")] = 0,
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Train the original model of a config; writes OUT/model.pt and OUT/config.yaml."""
+    from medunlearn.experiment import export_original
+
+    try:
+        resolved = _config(config, set_, data_root, cache)
+        with RichProgress(errors) as progress:
+            path, meta = export_original(resolved, out, seed, progress)
+    except USER_ERRORS as error:
+        _fail(error)
+    console.print(f"model: {path} (best epoch {meta['best_epoch']}, val {meta['best_val']:.2f})")
+
+
+@app.command()
+def unlearn(
+    checkpoint: Annotated[Path, typer.Option(help="trained model (from `medunlearn train`)")],
+    forget_ids: Annotated[Path, typer.Option(help="ids to forget: text list or forget_set.json")],
+    method: Annotated[str, typer.Option(help="method name (see `medunlearn methods`)")] = "salun",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="method hyper-parameter key=value")
+    ] = None,
+    out: OutOpt = Path("runs/deletion"),
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Serve a deletion request: unlearned checkpoint plus an audit report."""
+    from medunlearn.deletion import serve_deletion
+
+    try:
+        params = _params(param or [])
+        with RichProgress(errors) as progress:
+            result = serve_deletion(
+                checkpoint, forget_ids, MethodConfig(method, params), out, data_root,
+                RuntimeConfig(device=device), progress,
+            )  # fmt: skip
+    except USER_ERRORS as error:
+        _fail(error)
+    console.print(result.report.read_text())
+    console.print(f"unlearned model: {result.checkpoint}; audit: {result.report}")
+
+
+def _params(pairs: list[str]) -> dict:
+    """key=value pairs (values parsed as YAML) as a dict."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {pair!r}: expected key=value, e.g. epochs=5")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="model to evaluate")],
+    forget_ids: Annotated[Path, typer.Option(help="ids of the forget set")],
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """UA, RA, TA and MIA (plus clinical metrics on binary tasks) of a checkpoint."""
+    from medunlearn.data import load_dataset
+    from medunlearn.deletion import config_from_checkpoint
+    from medunlearn.engine import Engine
+    from medunlearn.experiment import evaluate_model, load_model
+    from medunlearn.forget import load_forget_set
+
+    try:
+        config = config_from_checkpoint(checkpoint, data_root)
+        dataset = load_dataset(config.data)
+        trained = load_model(checkpoint, config, dataset)
+        forget_set = load_forget_set(forget_ids, dataset)
+        engine = Engine(RuntimeConfig(device=device))
+        metrics, _ = evaluate_model(trained.model, dataset, forget_set, engine, 0)
+    except USER_ERRORS as error:
+        _fail(error)
+    for key, value in metrics.items():
+        console.print(f"{key:>20}: {'n/a' if value is None else f'{value:.4g}'}")
+
+
+@app.command()
+def report(out: Annotated[Path, typer.Argument(help="folder of a finished run")]) -> None:
+    """Print a run's tables again and rewrite its report.md and results.csv."""
+    from medunlearn.report import read_results, write_results
+
+    try:
+        rows = read_results(out)
+        config = load_config(out / "config.yaml") if (out / "config.yaml").is_file() else None
+        write_results(out, rows, config)
+    except USER_ERRORS as error:
+        _fail(error)
+    _print_tables(rows)
+
+
+@app.command()
+def methods() -> None:
+    """List the unlearning methods and their hyper-parameters with defaults."""
+    from medunlearn.methods import METHODS
+
+    for name, spec in sorted(METHODS.items()):
+        defaults = {f.name: f.default for f in dataclasses.fields(spec.params)}
+        console.print(f"[bold]{name}[/]: {spec.summary}\n    {defaults}")
+
+
+@app.command("show-config")
+def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
+    """Print the resolved config (the default experiment when no file is given)."""
+    try:
+        console.print(dump_config(load_config(config, set_ or [])), markup=False)
+    except USER_ERRORS as error:
+        _fail(error)

@@ -1,0 +1,35 @@
+"""Datasets: MedMNIST and CIFAR loading, validation and binary task mapping."""
+
+from __future__ import annotations
+
+from medunlearn.config import DataConfig
+from medunlearn.data.dataset import DataError, Dataset, Split
+
+CIFAR_NAMES = ("cifar10", "cifar100")
+
+
+def load_dataset(config: DataConfig, download: bool = True) -> Dataset:
+    """The dataset a config names, at its size, mapped to a binary task when asked."""
+    if config.dataset in CIFAR_NAMES:
+        from medunlearn.data.cifar import load_cifar
+        from medunlearn.data.medmnist import data_root, resize_images
+
+        dataset = load_cifar(config.dataset, data_root(config.root))
+        if config.size != dataset.size:
+            for split in (dataset.train, dataset.val, dataset.test):
+                split.images = resize_images(split.images, config.size)
+            dataset.size = config.size
+    else:
+        from medunlearn.data.medmnist import load_medmnist
+
+        dataset = load_medmnist(
+            config.dataset, config.size, config.root, config.file_size, download=download
+        )
+    if config.binary:
+        from medunlearn.data.binary import positive_classes_for, to_binary
+
+        dataset = to_binary(dataset, positive_classes_for(config.dataset, config.positive))
+    return dataset
+
+
+__all__ = ["DataError", "Dataset", "Split", "load_dataset"]

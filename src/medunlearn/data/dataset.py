@@ -1,0 +1,63 @@
+"""The in-memory dataset every other module consumes: uint8 image tensors plus integer labels."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+
+class DataError(ValueError):
+    """A dataset file is missing, malformed or asked for in a way that cannot be served."""
+
+
+@dataclass
+class Split:
+    """One split held in memory: images uint8 (N, C, H, W), labels int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    original_labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: torch.Tensor) -> Split:
+        """The samples at `indices`, in that order (a copy; the split itself is untouched)."""
+        original = None if self.original_labels is None else self.original_labels[indices]
+        return Split(self.images[indices], self.labels[indices], original)
+
+
+@dataclass
+class Dataset:
+    """A classification dataset with its official train / val / test splits."""
+
+    name: str
+    size: int
+    n_classes: int
+    channels: int
+    label_names: list[str]
+    train: Split
+    val: Split
+    test: Split
+    task: str = "multi-class"
+    positive_class: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short content hash of all splits (images and labels): identifies the exact data."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.val, self.test):
+            digest.update(split.images.numpy().tobytes())
+            digest.update(split.labels.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> str:
+        """One line for logs: name, size, splits, classes."""
+        return (
+            f"{self.name} {self.size}px, {self.channels} channel(s), {self.n_classes} classes, "
+            f"train/val/test = {len(self.train)}/{len(self.val)}/{len(self.test)}"
+        )

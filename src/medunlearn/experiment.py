@@ -1,0 +1,274 @@
+"""Experiments: config -> cached original -> Retrain -> methods -> metrics -> result rows."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medunlearn.augment import build_augment
+from medunlearn.config import (
+    ConfigError,
+    ExperimentConfig,
+    ForgetConfig,
+    MethodConfig,
+    dump_config,
+    fingerprint,
+    to_dict,
+)
+from medunlearn.data import Dataset, load_dataset
+from medunlearn.engine import Engine
+from medunlearn.forget import ForgetSet, select_forget
+from medunlearn.methods import Context, UnlearnData, unlearn
+from medunlearn.methods.registry import method_params
+from medunlearn.metrics import compute_metrics, predict
+from medunlearn.metrics.gap import AG_METRICS, average_gap, speedup
+from medunlearn.models import build_model, load_weights, model_meta
+from medunlearn.progress import Progress
+from medunlearn.report import write_results
+from medunlearn.store import (
+    Store,
+    atomic_write_json,
+    atomic_write_text,
+    cache_root,
+    load_checkpoint,
+    save_checkpoint,
+)
+from medunlearn.training import train_model
+
+RETRAIN = MethodConfig("retrain")
+
+
+@dataclass
+class TrainedModel:
+    """A model with the metadata its checkpoint carries."""
+
+    model: nn.Module
+    meta: dict
+
+
+def data_key(dataset: Dataset) -> dict:
+    """What identifies the data in cache keys: its content hash and task, not its folder."""
+    return {"fingerprint": dataset.fingerprint, "name": dataset.name, "size": dataset.size}
+
+
+def checkpoint_meta(config: ExperimentConfig, dataset: Dataset, seed: int, **extra) -> dict:
+    """A checkpoint's metadata: the model to rebuild, the data config, the recipe, the seed."""
+    return {
+        "model": model_meta(config.model, dataset.channels, dataset.n_classes),
+        "data": to_dict(config.data),
+        "data_fingerprint": dataset.fingerprint,
+        "train": to_dict(config.train),
+        "seed": seed,
+        **extra,
+    }
+
+
+def load_model(path: Path, config: ExperimentConfig, dataset: Dataset) -> TrainedModel:
+    """Rebuild a checkpoint's model, refusing one of another architecture or task."""
+    state, meta = load_checkpoint(path)
+    model = build_model(config.model, dataset.channels, dataset.n_classes)
+    expected = model_meta(config.model, dataset.channels, dataset.n_classes)
+    load_weights(model, state, meta.get("model", {}), expected)
+    return TrainedModel(model, meta)
+
+
+def train_original(
+    config: ExperimentConfig, dataset: Dataset, engine: Engine, store: Store, seed: int
+) -> TrainedModel:
+    """The original model on the whole training split, trained once per config and seed."""
+    key = fingerprint(data_key(dataset), config.model, config.train, seed)
+    path = store.path("original", key)
+    if path.is_file():
+        engine.progress.log(f"original model (seed {seed}): reusing {path}")
+        return load_model(path, config, dataset)
+    torch.manual_seed(seed)
+    model = build_model(config.model, dataset.channels, dataset.n_classes)
+    all_rows = torch.arange(len(dataset.train))
+    state_path = store.path("states", f"original-{key}")
+    result = train_model(
+        model, dataset, all_rows, config.train, engine, seed, state_path, f"original s{seed}"
+    )
+    meta = checkpoint_meta(
+        config, dataset, seed, seconds=result.seconds, best_epoch=result.best_epoch,
+        best_val=result.best_val, history=result.history,
+    )  # fmt: skip
+    save_checkpoint(path, result.model, meta)
+    state_path.unlink(missing_ok=True)
+    return TrainedModel(result.model, meta)
+
+
+def run_method(
+    method: MethodConfig,
+    data: UnlearnData,
+    original: TrainedModel,
+    context: Context,
+) -> tuple[nn.Module, float]:
+    """Unlearn with one method from a copy of the original; Retrain results are cached."""
+    if method.name != "retrain" or context.store is None:
+        result = unlearn(copy.deepcopy(original.model), data, method, context)
+        return result.model, result.seconds
+    params = method_params("retrain", method.params)
+    key = fingerprint(
+        original.meta["data_fingerprint"], original.meta["model"], context.train, params,
+        data.forget_set.forget_ids.tolist(), context.seed,
+    )  # fmt: skip
+    path = context.store.path("retrain", key)
+    if path.is_file():
+        state, meta = load_checkpoint(path)
+        model = copy.deepcopy(original.model)
+        load_weights(model, state, meta["model"], original.meta["model"])
+        context.engine.progress.log(f"retrain: reusing {path}")
+        return model, meta["seconds"]
+    context.state_path = context.store.path("states", f"retrain-{key}")
+    result = unlearn(copy.deepcopy(original.model), data, method, context)
+    save_checkpoint(path, result.model, {**original.meta, "seconds": result.seconds})
+    context.state_path.unlink(missing_ok=True)
+    return result.model, result.seconds
+
+
+def evaluate_model(
+    model: nn.Module, dataset: Dataset, forget_set: ForgetSet, engine: Engine, seed: int
+) -> tuple[dict, float]:
+    """All metrics of one model from one inference pass, and the seconds it took."""
+    started = time.perf_counter()
+    metrics = compute_metrics(predict(model, dataset, engine), dataset, forget_set, seed)
+    return metrics, time.perf_counter() - started
+
+
+def _run_row(
+    method: MethodConfig,
+    data: UnlearnData,
+    original: TrainedModel,
+    context: Context,
+    path: Path,
+    run_key: str,
+) -> dict:
+    """One method's metrics row, read back from its JSON when this exact run already finished."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("run_key") == run_key:
+            context.engine.progress.log(f"{method.display_name}: done earlier, {path}")
+            return saved["row"]
+    context.name = f"{method.display_name} s{context.seed}"
+    if method.name == "original":
+        model, seconds = original.model, original.meta.get("seconds", 0.0)
+    else:
+        model, seconds = run_method(method, data, original, context)
+    metrics, eval_seconds = evaluate_model(
+        model, data.dataset, data.forget_set, context.engine, context.seed
+    )
+    row = {
+        "method": method.display_name,
+        "forget": data.forget_set.spec.get("label") or "",
+        "seed": context.seed,
+        **metrics,
+        "rte_min": seconds / 60,
+        "eval_s": eval_seconds,
+    }
+    atomic_write_json(path, {"run_key": run_key, "params": method.params, "row": row})
+    return row
+
+
+def add_gaps(rows: list[dict]) -> None:
+    """AG and speed-up of every row against the Retrain row of its forget set and seed."""
+    retrain = {(r["forget"], r["seed"]): r for r in rows if r["method"] == "retrain"}
+    for row in rows:
+        reference = retrain.get((row["forget"], row["seed"]))
+        if reference is None:
+            row["ag"], row["speedup"] = None, None
+            continue
+        row["ag"] = average_gap(row, reference, AG_METRICS)
+        row["speedup"] = speedup(reference["rte_min"], row["rte_min"])
+
+
+def method_list(config: ExperimentConfig) -> list[MethodConfig]:
+    """The original model's row, Retrain (always: it is the reference) and the methods."""
+    methods = [m for m in config.methods if m.name != "retrain"]
+    retrain = next((m for m in config.methods if m.name == "retrain"), RETRAIN)
+    return [MethodConfig("original"), retrain, *methods]
+
+
+def run_forget_set(
+    config: ExperimentConfig,
+    forget_config: ForgetConfig,
+    dataset: Dataset,
+    original: TrainedModel,
+    context: Context,
+    out: Path,
+) -> list[dict]:
+    """Rows of every method for one forget spec and seed; saves the forget set beside them."""
+    seed = context.seed
+    forget_set = select_forget(dataset, forget_config, seed)
+    forget_set.spec["label"] = forget_config.label
+    folder = out / "runs" / forget_config.label / f"seed{seed}"
+    forget_set.save(folder / "forget_set.json")
+    data = UnlearnData(dataset, forget_set, original.model)
+    rows = []
+    for method in method_list(config):
+        run_key = fingerprint(
+            data_key(dataset), config.model, config.train, config.runtime.bf16,
+            forget_set.forget_ids.tolist(), method, seed,
+        )  # fmt: skip
+        path = folder / f"{method.display_name}.json"
+        rows.append(_run_row(method, data, original, context, path, run_key))
+    return rows
+
+
+def validate(config: ExperimentConfig, dataset: Dataset) -> None:
+    """Check every method, augmentation, model and forget spec before anything is written."""
+    build_augment(config.train.augment)
+    build_model(config.model, dataset.channels, dataset.n_classes)
+    for method in config.methods:
+        method_params(method.name, method.params)
+    if not config.seeds:
+        raise ConfigError("seeds is empty: give at least one seed, e.g. [0]")
+    for forget_config in config.forget:
+        select_forget(dataset, forget_config, config.seeds[0])
+
+
+def run(config: ExperimentConfig, out: str | Path, progress: Progress | None = None) -> list[dict]:
+    """Run a whole experiment into folder `out`: config.yaml, per-run JSON, results.csv, report.md.
+
+    Finished runs are skipped when the command is repeated, so an interrupted run resumes.
+    """
+    out = Path(out)
+    engine = Engine(config.runtime, progress)
+    dataset = load_dataset(config.data)
+    validate(config, dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    store = Store(cache_root(config.runtime.cache_dir))
+    engine.progress.log(f"data: {dataset.describe()}")
+    rows: list[dict] = []
+    for seed in config.seeds:
+        original = train_original(config, dataset, engine, store, seed)
+        for forget_config in config.forget:
+            context = Context(engine, seed, config.train, config.model, store)
+            rows += run_forget_set(config, forget_config, dataset, original, context, out)
+    add_gaps(rows)
+    write_results(out, rows, config)
+    return rows
+
+
+def export_original(
+    config: ExperimentConfig, out: str | Path, seed: int = 0, progress: Progress | None = None
+) -> tuple[Path, dict]:
+    """Train (or reuse) the original model of a config and copy it to `out/model.pt`."""
+    out = Path(out)
+    engine = Engine(config.runtime, progress)
+    dataset = load_dataset(config.data)
+    build_augment(config.train.augment)
+    original = train_original(
+        config, dataset, engine, Store(cache_root(config.runtime.cache_dir)), seed
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    path = out / "model.pt"
+    save_checkpoint(path, original.model, original.meta)
+    return path, original.meta

@@ -1,0 +1,206 @@
+"""Forget-set selection (random, balanced, skewed, class, explicit ids) and its saved form."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medunlearn.config import ForgetConfig, to_dict
+from medunlearn.data import Dataset
+from medunlearn.store import atomic_write_text
+
+FORGET_MODES = ("random", "balanced", "skewed", "class", "ids")
+
+
+class ForgetError(ValueError):
+    """A forget set that cannot be built or used as asked."""
+
+
+@dataclass
+class ForgetSet:
+    """Training-sample ids to forget, tied to the exact dataset they index."""
+
+    forget_ids: np.ndarray
+    n_train: int
+    dataset: str
+    data_fingerprint: str
+    spec: dict = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.forget_ids = np.asarray(self.forget_ids, dtype=np.int64)
+        _check_ids(self.forget_ids, self.n_train)
+
+    @property
+    def retain_ids(self) -> np.ndarray:
+        """Every training id not in the forget set, in increasing order."""
+        return np.setdiff1d(np.arange(self.n_train), self.forget_ids, assume_unique=True)
+
+    @property
+    def forget_index(self) -> torch.Tensor:
+        """The forget ids as an int64 tensor, for indexing a split."""
+        return torch.from_numpy(self.forget_ids)
+
+    @property
+    def retain_index(self) -> torch.Tensor:
+        """The retain ids as an int64 tensor, for indexing a split."""
+        return torch.from_numpy(self.retain_ids)
+
+    def to_json(self) -> str:
+        """The saved form: the ids plus what is needed to check they fit a dataset."""
+        data = {
+            "dataset": self.dataset,
+            "data_fingerprint": self.data_fingerprint,
+            "n_train": self.n_train,
+            "seed": self.seed,
+            "spec": self.spec,
+            "n_forget": len(self.forget_ids),
+            "forget_ids": self.forget_ids.tolist(),
+        }
+        return json.dumps(data, indent=1)
+
+    def save(self, path: str | Path) -> None:
+        """Write the saved form atomically."""
+        atomic_write_text(Path(path), self.to_json())
+
+    def check_matches(self, dataset: Dataset) -> None:
+        """Refuse to apply this forget set to data other than the data it was drawn from."""
+        if self.data_fingerprint != dataset.fingerprint or self.n_train != len(dataset.train):
+            raise ForgetError(
+                f"this forget set was drawn from {self.dataset} with fingerprint "
+                f"{self.data_fingerprint} ({self.n_train} training samples), but the loaded "
+                f"data is {dataset.name} with fingerprint {dataset.fingerprint} "
+                f"({len(dataset.train)} samples): the ids would point at other images"
+            )
+
+
+def _check_ids(ids: np.ndarray, n_train: int) -> None:
+    """Ids must be in range, unique, non-empty, and leave a non-empty retain set."""
+    if ids.size == 0:
+        raise ForgetError("the forget set is empty: nothing to unlearn")
+    bad = ids[(ids < 0) | (ids >= n_train)]
+    if bad.size:
+        raise ForgetError(
+            f"{bad.size} forget id(s) out of range [0, {n_train - 1}], e.g. {bad[:5].tolist()}"
+        )
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ForgetError(f"duplicate forget id(s): {values[counts > 1][:5].tolist()}")
+    if values.size >= n_train:
+        raise ForgetError("the forget set covers the whole training set: the retain set is empty")
+
+
+def read_ids(path: str | Path) -> np.ndarray:
+    """Sample ids from a text file (separated by spaces, commas or lines) or a saved forget set."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForgetError(f"forget-id file not found: {path}")
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            return np.asarray(json.loads(text)["forget_ids"], dtype=np.int64)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ForgetError(f"{path}: not a saved forget set ({error})") from error
+    tokens = [t for t in re.split(r"[\s,;]+", text) if t and not t.startswith("#")]
+    try:
+        return np.asarray([int(t) for t in tokens], dtype=np.int64)
+    except ValueError as error:
+        raise ForgetError(f"{path}: sample ids must be whole numbers ({error})") from error
+
+
+def _count(fraction: float, n: int) -> int:
+    """How many of n samples a fraction selects (at least one when the fraction is positive)."""
+    if not 0 < fraction < 1:
+        raise ForgetError(f"forget fraction must lie strictly between 0 and 1, got {fraction}")
+    return max(1, round(fraction * n))
+
+
+def _random(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random fraction of the training set."""
+    return rng.choice(labels.size, _count(config.fraction, labels.size), replace=False)
+
+
+def _balanced(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator) -> np.ndarray:
+    """The same fraction drawn from every class."""
+    picks = [
+        rng.choice(members, _count(config.fraction, members.size), replace=False)
+        for members in (np.flatnonzero(labels == c) for c in np.unique(labels))
+    ]
+    return np.concatenate(picks)
+
+
+def _skewed(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator) -> np.ndarray:
+    """A fraction of the training set whose positive (label 1) share is `positive_share`."""
+    share = config.positive_share
+    if share is None or not 0 <= share <= 1:
+        raise ForgetError("skewed forgetting needs forget.positive_share in [0, 1]")
+    if set(np.unique(labels).tolist()) - {0, 1}:
+        raise ForgetError("skewed forgetting needs a binary task (data.binary: true)")
+    total = _count(config.fraction, labels.size)
+    n_pos = round(share * total)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if n_pos > positives.size or total - n_pos > negatives.size:
+        raise ForgetError(
+            f"cannot draw {n_pos} positive and {total - n_pos} negative samples from "
+            f"{positives.size} positive and {negatives.size} negative training samples"
+        )
+    return np.concatenate(
+        [
+            rng.choice(positives, n_pos, replace=False),
+            rng.choice(negatives, total - n_pos, replace=False),
+        ]
+    )
+
+
+def _classes(labels: np.ndarray, config: ForgetConfig, n_classes: int) -> np.ndarray:
+    """Every training sample of the given classes."""
+    if not config.classes:
+        raise ForgetError("class forgetting needs forget.classes, e.g. [2]")
+    bad = [c for c in config.classes if not 0 <= c < n_classes]
+    if bad:
+        raise ForgetError(f"forget classes {bad} out of range [0, {n_classes - 1}]")
+    return np.flatnonzero(np.isin(labels, config.classes))
+
+
+def select_forget(dataset: Dataset, config: ForgetConfig, seed: int = 0) -> ForgetSet:
+    """Draw the forget set a config describes from the training split (seeded, reproducible)."""
+    labels = dataset.train.labels.numpy()
+    rng = np.random.default_rng(seed)
+    if config.mode == "random":
+        ids = _random(labels, config, rng)
+    elif config.mode == "balanced":
+        ids = _balanced(labels, config, rng)
+    elif config.mode == "skewed":
+        ids = _skewed(labels, config, rng)
+    elif config.mode == "class":
+        ids = _classes(labels, config, dataset.n_classes)
+    elif config.mode == "ids":
+        if not config.ids_file:
+            raise ForgetError("forget.mode 'ids' needs forget.ids_file")
+        return load_forget_set(config.ids_file, dataset)
+    else:
+        raise ForgetError(f"unknown forget mode '{config.mode}'; choose one of {FORGET_MODES}")
+    return ForgetSet(
+        np.sort(ids), len(dataset.train), dataset.name, dataset.fingerprint, to_dict(config), seed
+    )
+
+
+def load_forget_set(path: str | Path, dataset: Dataset) -> ForgetSet:
+    """Read a saved forget set (JSON) or a plain id list, checked against `dataset`."""
+    path = Path(path)
+    ids = read_ids(path)
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        saved = ForgetSet(
+            ids, data["n_train"], data["dataset"], data["data_fingerprint"],
+            data.get("spec", {}), data.get("seed", 0),
+        )  # fmt: skip
+        saved.check_matches(dataset)
+        return saved
+    spec = {"mode": "ids", "ids_file": str(path)}
+    return ForgetSet(ids, len(dataset.train), dataset.name, dataset.fingerprint, spec)

@@ -1,0 +1,52 @@
+"""Retrain: the gold standard, a fresh model trained on the retain set with the original recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medunlearn.methods.base import Context, UnlearnData
+from medunlearn.methods.registry import register
+from medunlearn.models import build_model
+from medunlearn.training import train_model
+
+
+@dataclass
+class RetrainParams:
+    """Overrides of the training recipe for Retrain (None: the original model's value)."""
+
+    epochs: int | None = None
+    lr: float | None = None
+    augment: str | None = None
+
+
+def fresh_model(context: Context, data: UnlearnData) -> nn.Module:
+    """A newly initialised model of the experiment's architecture, seeded."""
+    if context.model_config is None:
+        raise ValueError("Retrain needs the model config to build a fresh model")
+    torch.manual_seed(context.seed)
+    dataset = data.dataset
+    return build_model(context.model_config, dataset.channels, dataset.n_classes)
+
+
+@register("retrain", RetrainParams, "train a fresh model on the retain set (gold standard)")
+def retrain(model: nn.Module, data: UnlearnData, params: RetrainParams, context: Context):
+    """Ignore the trained model: train from scratch on the retain set only."""
+    if context.train is None:
+        raise ValueError("Retrain needs the training recipe of the original model")
+    overrides = {k: v for k, v in dataclasses.asdict(params).items() if v is not None}
+    recipe = dataclasses.replace(context.train, **overrides)
+    result = train_model(
+        fresh_model(context, data),
+        data.dataset,
+        data.retain_index,
+        recipe,
+        context.engine,
+        context.seed,
+        context.state_path,
+        description=context.name,
+    )
+    return result.model

@@ -1,0 +1,121 @@
+"""SalUn-CRA: SalUn that never relabels a malignant forget sample, maximising its entropy instead.
+
+Relabelling a malignant (positive, label 1) forget sample teaches the model a harmful
+"benign" association and raises false negatives. SalUn-CRA (REFERENCE.md sections 1B and 2)
+keeps SalUn's saliency mask and hard constraint, but splits each batch in three parts:
+
+- malignant forget rows: loss -H(softmax(logits)), pushing the output towards uniform; these
+  rows never get a label, so the loss does not depend on their labels at all;
+- benign forget rows: uniform random labels with cross-entropy (SalUn's relabelling);
+- retain rows: class-weighted cross-entropy, w_c = N / (C * N_c) over the retain set.
+
+The batch loss is the sum of each part's mean loss times its row count, over the batch size.
+The variant ``entropy_on="all"`` (registered as ``salun-entropy``) maximises the entropy of
+every forget row and relabels none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medunlearn.config import ConfigError
+from medunlearn.engine import Batch, LossFn
+from medunlearn.methods.base import Context, UnlearnData
+from medunlearn.methods.registry import register
+from medunlearn.methods.rl import relabelled_loss
+from medunlearn.methods.salun import SalUnParams, masked_relabel
+
+ENTROPY_ON = ("positive", "all")
+
+
+@dataclass
+class SalUnCRAParams(SalUnParams):
+    """entropy_on: `positive` maximises the entropy of malignant forget rows and relabels the
+    benign ones; `all` maximises the entropy of every forget row. Retain CE is class-weighted."""
+
+    class_weighted: bool = True
+    entropy_on: str = "positive"
+
+    def __post_init__(self) -> None:
+        if self.entropy_on not in ENTROPY_ON:
+            raise ConfigError(
+                f"salun-cra entropy_on must be one of {ENTROPY_ON}, got {self.entropy_on!r}"
+            )
+
+
+@dataclass
+class SalUnEntropyParams(SalUnCRAParams):
+    """SalUn-CRA's `all` variant: entropy maximisation on every forget row, no random labels."""
+
+    entropy_on: str = "all"
+
+
+def check_binary(data: UnlearnData) -> None:
+    """Refuse data that is not a binary task whose label 1 is the positive (malignant) class."""
+    dataset = data.dataset
+    if dataset.n_classes != 2 or dataset.positive_class != 1:
+        raise ValueError(
+            f"salun-cra needs a binary task with label 1 = positive (malignant), but "
+            f"{dataset.name} has {dataset.n_classes} classes and positive class "
+            f"{dataset.positive_class}; set `data.binary: true` (with `data.positive` where the "
+            "dataset has no default mapping)"
+        )
+
+
+def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -H(softmax(logits)) = sum_c p_c log p_c (minimal at the uniform output)."""
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    return (log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def entropy_rows(data: UnlearnData, entropy_on: str) -> torch.Tensor:
+    """A bool per training row: True where the row's loss is the entropy term alone."""
+    if entropy_on == "all":
+        return data.is_forget.clone()
+    return data.is_forget & (data.dataset.train.labels == data.dataset.positive_class)
+
+
+def _rows(batch: Batch, keep: torch.Tensor) -> Batch:
+    """The rows of a batch where `keep` is True."""
+    return Batch(batch.images[keep], batch.labels[keep], batch.index[keep])
+
+
+def cra_loss(
+    data: UnlearnData, params: SalUnCRAParams, context: Context, generator: torch.Generator
+) -> LossFn:
+    """Entropy rows: -H; every other row: RL's relabelled loss; parts weighted by row count."""
+    use_entropy = entropy_rows(data, params.entropy_on).to(context.engine.device)
+    relabelled = relabelled_loss(data, params, context, generator)
+
+    def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        entropy = use_entropy[batch.index]
+        n_entropy, n_rows = int(entropy.sum()), len(batch.index)
+        parts = []
+        if n_entropy:
+            parts.append(n_entropy * negative_entropy(logits[entropy]))
+        if n_entropy < n_rows:
+            parts.append((n_rows - n_entropy) * relabelled(logits[~entropy], _rows(batch, ~entropy)))
+        return sum(parts) / n_rows
+
+    return loss
+
+
+def salun_cra(model: nn.Module, data: UnlearnData, params: SalUnCRAParams, context: Context):
+    """SalUn's mask and hard constraint around the clinical-risk-aware loss."""
+    check_binary(data)
+
+    def epoch_loss(_epoch: int, generator: torch.Generator) -> LossFn:
+        return cra_loss(data, params, context, generator)
+
+    return masked_relabel(model, data, params, context, epoch_loss)
+
+
+register("salun-cra", SalUnCRAParams, "SalUn; malignant forget samples get max entropy, no label")(
+    salun_cra
+)
+register("salun-entropy", SalUnEntropyParams, "SalUn with max entropy on every forget sample")(
+    salun_cra
+)
