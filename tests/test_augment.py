@@ -157,6 +157,7 @@ def _torchvision_op(image: torch.Tensor, name: str, magnitude: float, mode: str)
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize(
     ("space", "bins", "mode"),
     [
@@ -167,10 +168,10 @@ def _torchvision_op(image: torch.Tensor, name: str, magnitude: float, mode: str)
     ids=["trivialaugment", "autoaugment", "augmix"],
 )
 def test_kernels_match_torchvision_pixel_for_pixel(
-    space: augment._OpSpace, bins: int, mode: str, channels: int
+    space: augment._OpSpace, bins: int, mode: str, size: int, channels: int
 ) -> None:
-    images = _images(bins, channels, 32, seed=channels)
-    table = augment._table(space, bins, 32, 32, images.device)
+    images = _images(bins, channels, size, seed=channels)
+    table = augment._table(space, bins, size, size, images.device)
     signs = torch.where(torch.arange(bins) % 2 == 0, 1.0, -1.0).double()
     for index, name in enumerate(table.names):
         if name == "Identity":

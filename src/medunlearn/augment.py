@@ -242,7 +242,11 @@ def _rotate(images: torch.Tensor, magnitude: torch.Tensor, interpolation: str) -
 
 
 def _fused_add(base: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """float32 base + alpha * other rounded once, as the fused multiply-add of torch's `add_`."""
+    """float32 base + alpha * other rounded once, like the fused multiply-add in torch's `add_`.
+
+    torchvision blends with `add_(other, alpha=...)`, a scalar alpha; here alpha is per sample. The
+    float32 product is exact in float64, so going through float64 reproduces the single rounding.
+    """
     return base.double().addcmul_(other.double(), _per_sample(alpha).double()).float()
 
 
@@ -287,7 +291,8 @@ def _sharpness(images: torch.Tensor, magnitude: torch.Tensor, interpolation: str
     output = images.float()
     blurred = nnf.conv2d(output, kernel.expand(c, 1, 3, 3), groups=c).round_()
     interior = output[..., 1:-1, 1:-1]
-    interior.copy_(_fused_add(interior, blurred.sub_(interior), 1.0 - (1.0 + magnitude)))
+    alpha = 1.0 - (1.0 + magnitude)  # torchvision's 1 - sharpness_factor, same float64 rounding
+    interior.copy_(_fused_add(interior, blurred.sub_(interior), alpha))
     return output.clamp_(0, 255).to(torch.uint8)
 
 

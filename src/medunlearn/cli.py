@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.text import Text
 
 from medunlearn.config import ConfigError, MethodConfig, RuntimeConfig, dump_config, load_config
 from medunlearn.data import DataError
@@ -39,7 +40,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda")]
 
 def _fail(error: Exception) -> None:
     """Print a user error in one line and exit with status 2."""
-    errors.print(f"[bold red]error:[/] {error}")
+    errors.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -159,7 +160,8 @@ def evaluate(
         trained = load_model(checkpoint, config, dataset)
         forget_set = load_forget_set(forget_ids, dataset)
         engine = Engine(RuntimeConfig(device=device))
-        metrics, _ = evaluate_model(trained.model, dataset, forget_set, engine, 0)
+        seed = int(trained.meta.get("seed", 0))
+        metrics, _ = evaluate_model(trained.model, dataset, forget_set, engine, seed)
     except USER_ERRORS as error:
         _fail(error)
     for key, value in metrics.items():

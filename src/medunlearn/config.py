@@ -104,7 +104,11 @@ class RuntimeConfig:
 
 @dataclass
 class ExperimentConfig:
-    """A whole experiment: data, model, recipe, forget sets, methods and seeds."""
+    """A whole experiment: data, model, recipe, forget sets, methods and seeds.
+
+    `augmentations` turns it into an augmentation study: the whole experiment runs once per
+    listed mode, that mode used in every phase (original, mask, unlearning, Retrain).
+    """
 
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
@@ -113,6 +117,7 @@ class ExperimentConfig:
     forget: list[ForgetConfig] = field(default_factory=lambda: [ForgetConfig()])
     methods: list[MethodConfig] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
+    augmentations: list[str] = field(default_factory=list)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -186,7 +191,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from error
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from medunlearn.data import Dataset, load_dataset
 from medunlearn.engine import Engine
 from medunlearn.forget import ForgetSet, select_forget
 from medunlearn.methods import Context, UnlearnData, unlearn
+from medunlearn.methods.base import check_common
 from medunlearn.methods.registry import method_params
 from medunlearn.metrics import compute_metrics, predict
 from medunlearn.metrics.gap import AG_METRICS, average_gap, speedup
@@ -39,7 +41,7 @@ from medunlearn.store import (
     load_checkpoint,
     save_checkpoint,
 )
-from medunlearn.training import train_model
+from medunlearn.training import SCHEDULES, train_model
 
 RETRAIN = MethodConfig("retrain")
 
@@ -125,10 +127,11 @@ def run_method(
         load_weights(model, state, meta["model"], original.meta["model"])
         context.engine.progress.log(f"retrain: reusing {path}")
         return model, meta["seconds"]
-    context.state_path = context.store.path("states", f"retrain-{key}")
-    result = unlearn(copy.deepcopy(original.model), data, method, context)
+    state_path = context.store.path("states", f"retrain-{key}")
+    resumable = dataclasses.replace(context, state_path=state_path)
+    result = unlearn(copy.deepcopy(original.model), data, method, resumable)
     save_checkpoint(path, result.model, {**original.meta, "seconds": result.seconds})
-    context.state_path.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
     return result.model, result.seconds
 
 
@@ -165,6 +168,7 @@ def _run_row(
     )
     row = {
         "method": method.display_name,
+        "aug": context.train.augment if context.train else "",
         "forget": data.forget_set.spec.get("label") or "",
         "seed": context.seed,
         **metrics,
@@ -177,9 +181,9 @@ def _run_row(
 
 def add_gaps(rows: list[dict]) -> None:
     """AG and speed-up of every row against the Retrain row of its forget set and seed."""
-    retrain = {(r["forget"], r["seed"]): r for r in rows if r["method"] == "retrain"}
+    retrain = {(r["aug"], r["forget"], r["seed"]): r for r in rows if r["method"] == "retrain"}
     for row in rows:
-        reference = retrain.get((row["forget"], row["seed"]))
+        reference = retrain.get((row["aug"], row["forget"], row["seed"]))
         if reference is None:
             row["ag"], row["speedup"] = None, None
             continue
@@ -206,7 +210,7 @@ def run_forget_set(
     seed = context.seed
     forget_set = select_forget(dataset, forget_config, seed)
     forget_set.spec["label"] = forget_config.label
-    folder = out / "runs" / forget_config.label / f"seed{seed}"
+    folder = out / "runs" / config.train.augment / forget_config.label / f"seed{seed}"
     forget_set.save(folder / "forget_set.json")
     data = UnlearnData(dataset, forget_set, original.model)
     rows = []
@@ -220,9 +224,27 @@ def run_forget_set(
     return rows
 
 
+def with_augment(config: ExperimentConfig, mode: str) -> ExperimentConfig:
+    """The config with one augmentation mode in every phase: original, Retrain, every method."""
+    methods = [dataclasses.replace(m, params={**m.params, "augment": mode}) for m in config.methods]
+    train = dataclasses.replace(config.train, augment=mode)
+    return dataclasses.replace(config, train=train, methods=methods, augmentations=[])
+
+
+def scenarios(config: ExperimentConfig) -> list[ExperimentConfig]:
+    """One config per mode of an augmentation study, else the config itself."""
+    return [with_augment(config, mode) for mode in config.augmentations] or [config]
+
+
 def validate(config: ExperimentConfig, dataset: Dataset) -> None:
     """Check every method, augmentation, model and forget spec before anything is written."""
-    build_augment(config.train.augment)
+    for mode in [config.train.augment, *config.augmentations]:
+        build_augment(mode)
+    check_common(config.train.epochs, config.train.lr, config.train.augment)
+    if config.train.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"unknown train.schedule '{config.train.schedule}'; choose one of {SCHEDULES}"
+        )
     build_model(config.model, dataset.channels, dataset.n_classes)
     for method in config.methods:
         method_params(method.name, method.params)
@@ -246,11 +268,12 @@ def run(config: ExperimentConfig, out: str | Path, progress: Progress | None = N
     store = Store(cache_root(config.runtime.cache_dir))
     engine.progress.log(f"data: {dataset.describe()}")
     rows: list[dict] = []
-    for seed in config.seeds:
-        original = train_original(config, dataset, engine, store, seed)
-        for forget_config in config.forget:
-            context = Context(engine, seed, config.train, config.model, store)
-            rows += run_forget_set(config, forget_config, dataset, original, context, out)
+    for scenario in scenarios(config):
+        for seed in scenario.seeds:
+            original = train_original(scenario, dataset, engine, store, seed)
+            for forget_config in scenario.forget:
+                context = Context(engine, seed, scenario.train, scenario.model, store)
+                rows += run_forget_set(scenario, forget_config, dataset, original, context, out)
     add_gaps(rows)
     write_results(out, rows, config)
     return rows

@@ -96,7 +96,7 @@ def _check_ids(ids: np.ndarray, n_train: int) -> None:
 
 
 def read_ids(path: str | Path) -> np.ndarray:
-    """Sample ids from a text file (separated by spaces, commas or lines) or a saved forget set."""
+    """Sample ids from a text file (spaces, commas or lines; `#` starts a comment) or a saved forget set."""
     path = Path(path)
     if not path.is_file():
         raise ForgetError(f"forget-id file not found: {path}")
@@ -106,7 +106,8 @@ def read_ids(path: str | Path) -> np.ndarray:
             return np.asarray(json.loads(text)["forget_ids"], dtype=np.int64)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ForgetError(f"{path}: not a saved forget set ({error})") from error
-    tokens = [t for t in re.split(r"[\s,;]+", text) if t and not t.startswith("#")]
+    text = re.sub(r"#[^\n]*", "", text)
+    tokens = [t for t in re.split(r"[\s,;]+", text) if t]
     try:
         return np.asarray([int(t) for t in tokens], dtype=np.int64)
     except ValueError as error:

@@ -14,7 +14,19 @@ from rich.table import Table
 
 from medunlearn.store import atomic_write_json, atomic_write_text
 
-FIRST_COLUMNS = ("method", "forget", "seed", "ua", "ra", "ta", "mia", "ag", "rte_min", "speedup")
+FIRST_COLUMNS = (
+    "method",
+    "aug",
+    "forget",
+    "seed",
+    "ua",
+    "ra",
+    "ta",
+    "mia",
+    "ag",
+    "rte_min",
+    "speedup",
+)
 
 
 @dataclass(frozen=True)
@@ -51,16 +63,16 @@ def _numbers(rows: Sequence[dict], key: str) -> list[float]:
 
 
 def summarise(rows: Sequence[dict]) -> list[dict]:
-    """Mean and std over seeds for each (forget set, method), in first-seen order."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """Mean and std over seeds for each (augmentation, forget set, method), in first-seen order."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["forget"], row["method"]), []).append(row)
+        groups.setdefault((row.get("aug", ""), row["forget"], row["method"]), []).append(row)
     summary = []
-    for (forget, method), members in groups.items():
-        entry: dict = {"forget": forget, "method": method, "n_seeds": len(members)}
+    for (aug, forget, method), members in groups.items():
+        entry: dict = {"aug": aug, "forget": forget, "method": method, "n_seeds": len(members)}
         for key in members[0]:
             values = _numbers(members, key)
-            if key in ("seed", "forget", "method") or not values:
+            if key in ("seed", "aug", "forget", "method") or not values:
                 continue
             entry[key] = statistics.fmean(values)
             entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -81,9 +93,11 @@ def _cell(entry: dict, reference: dict | None, column: Column) -> str:
     return text
 
 
-def table_rows(summary: Sequence[dict], forget: str, columns: Sequence[Column]) -> list[list[str]]:
-    """Cells of one forget set's table: one row per method."""
-    entries = [e for e in summary if e["forget"] == forget]
+def table_rows(
+    summary: Sequence[dict], scenario: tuple[str, str], columns: Sequence[Column]
+) -> list[list[str]]:
+    """Cells of one (augmentation, forget set) table: one row per method."""
+    entries = [e for e in summary if (e["aug"], e["forget"]) == scenario]
     reference = next((e for e in entries if e["method"] == "retrain"), None)
     return [[e["method"], *(_cell(e, reference, c) for c in columns)] for e in entries]
 
@@ -94,10 +108,49 @@ def _tables(rows: Sequence[dict]) -> list[tuple[str, Sequence[Column], list[list
     binary = any(r.get("fnr") is not None or "tbac" in r for r in rows)
     layouts = [("", UNLEARNING_TABLE)] + ([("clinical", CLINICAL_TABLE)] if binary else [])
     tables = []
-    for forget in dict.fromkeys(e["forget"] for e in summary):
+    for aug, forget in dict.fromkeys((e["aug"], e["forget"]) for e in summary):
         for kind, columns in layouts:
-            title = f"forget set {forget}" + (f" — {kind}" if kind else "")
-            tables.append((title, columns, table_rows(summary, forget, columns)))
+            title = f"forget set {forget}, augmentation {aug}" + (f" — {kind}" if kind else "")
+            tables.append((title, columns, table_rows(summary, (aug, forget), columns)))
+    return tables + aug_study_tables(summary)
+
+
+def _ag_cell(entry: dict | None, baseline: dict | None) -> str:
+    """AG (±std) and its relative change against the crop-flip baseline."""
+    if entry is None or entry.get("ag") is None:
+        return "n/a"
+    text = f"{entry['ag']:.2f}"
+    if entry.get("n_seeds", 1) > 1:
+        text += f"±{entry.get('ag_std', 0.0):.2f}"
+    if baseline is not None and baseline is not entry and baseline.get("ag"):
+        text += f" ({relative_change(baseline['ag'], entry['ag']):+.1f}%)"
+    return text
+
+
+def relative_change(baseline: float, value: float) -> float:
+    """Percent change of value against baseline (negative: AG reduced)."""
+    return 100.0 * (value - baseline) / baseline
+
+
+def aug_study_tables(summary: Sequence[dict]) -> list[tuple[str, Sequence[Column], list]]:
+    """Per forget set: AG of each method under each augmentation mode, change vs crop-flip."""
+    modes = list(dict.fromkeys(e["aug"] for e in summary))
+    if len(modes) < 2:
+        return []
+    index = {(e["aug"], e["forget"], e["method"]): e for e in summary}
+    tables = []
+    for forget in dict.fromkeys(e["forget"] for e in summary):
+        methods = dict.fromkeys(
+            e["method"] for e in summary
+            if e["forget"] == forget and e["method"] not in ("original", "retrain")
+        )  # fmt: skip
+        cells = [
+            [method, *(_ag_cell(index.get((mode, forget, method)),
+                                index.get(("crop-flip", forget, method))) for mode in modes)]
+            for method in methods
+        ]  # fmt: skip
+        columns = [Column(mode, mode, gap=False) for mode in modes]
+        tables.append((f"AG by augmentation, forget set {forget}", columns, cells))
     return tables
 
 
@@ -122,7 +175,8 @@ def markdown_report(rows: Sequence[dict], title: str) -> str:
         "",
         "Metrics in percent (mean±std over seeds where several ran); the gap to Retrain "
         "(|method - Retrain|) in parentheses; AG = mean gap over UA, RA, TA, MIA; RTE in "
-        "minutes (for `original`, its training time).",
+        "minutes (for `original`, its training time). In the augmentation study tables, the "
+        "change of AG against crop-flip is in parentheses (negative: closer to Retrain).",
     ]
     for table_title, columns, cells in _tables(rows):
         lines += ["", f"## {table_title}", ""]

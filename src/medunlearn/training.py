@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medunlearn.augment import build_augment
-from medunlearn.config import TrainConfig
+from medunlearn.config import TrainConfig, fingerprint
 from medunlearn.data import Dataset
 from medunlearn.engine import Batch, Engine, n_batches
 from medunlearn.metrics.accuracy import selection_score
@@ -51,11 +51,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, epochs: int)
     raise ValueError(f"unknown train.schedule '{schedule}'; choose one of {SCHEDULES}")
 
 
-def _resume_state(path: Path | None) -> dict | None:
-    """The saved state of an interrupted run at `path`, if any."""
+def _resume_state(path: Path | None, recipe: str) -> dict | None:
+    """The saved state of an interrupted run of this exact recipe at `path`, if any."""
     if path is None or not path.is_file():
         return None
-    return load_data_file(path)
+    saved = load_data_file(path)
+    return saved if saved.get("recipe") == recipe else None
 
 
 def train_model(
@@ -81,7 +82,8 @@ def train_model(
     weight = None if weight is None else weight.to(engine.device)
     start, best_val, best_epoch, history, elapsed = 0, -1.0, -1, [], 0.0
     best_state = copy.deepcopy(model.state_dict())
-    saved = _resume_state(state_path)
+    recipe = fingerprint(config, seed, indices.tolist(), dataset.fingerprint)
+    saved = _resume_state(state_path, recipe)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -114,6 +116,7 @@ def train_model(
             atomic_save(
                 state_path,
                 {
+                    "recipe": recipe,
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),

@@ -5,10 +5,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from medunlearn.config import MethodConfig
-from medunlearn.methods import ft, ga, l1_sparse, neggrad_plus, retrain, rl, salun  # noqa: F401
+from medunlearn.methods import (  # noqa: F401
+    ft,
+    ga,
+    l1_sparse,
+    neggrad_plus,
+    retrain,
+    rl,
+    salun,
+    salun_cra,
+)
 from medunlearn.methods.base import Context, MethodParams, UnlearnData
 from medunlearn.methods.registry import METHODS, get_method, method_params
 
@@ -31,6 +41,8 @@ def unlearn(
         raise ValueError("the retain set is empty: nothing would be left to learn from")
     started = time.perf_counter()
     result = spec.run(model, data, params, context)
+    if context.engine.device.type == "cuda":
+        torch.cuda.synchronize(context.engine.device)
     return UnlearnResult(result, time.perf_counter() - started)
 
 

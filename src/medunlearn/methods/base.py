@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medunlearn.augment import Augment, build_augment
+from medunlearn.augment import AUG_MODES, Augment, build_augment
 from medunlearn.config import ModelConfig, TrainConfig
 from medunlearn.data import Dataset
 from medunlearn.engine import Batch, Engine, LossFn, n_batches
 from medunlearn.forget import ForgetSet
 from medunlearn.store import Store
-from medunlearn.training import class_weights, make_scheduler
+from medunlearn.training import SCHEDULES, class_weights, make_scheduler
 
 
 @dataclass
@@ -32,6 +32,23 @@ class MethodParams:
     lr_schedule: str = "constant"
     augment: str | None = None
     class_weighted: bool = False
+
+    def __post_init__(self) -> None:
+        check_common(self.epochs, self.lr, self.augment)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule '{self.lr_schedule}'; choose one of {SCHEDULES}")
+
+
+def check_common(epochs: int | None, lr: float | None, augment: str | None) -> None:
+    """Reject hyper-parameters no run can use: negative epochs, lr <= 0, unknown augmentation."""
+    if epochs is not None and epochs < 0:
+        raise ValueError(f"epochs must be 0 or more, got {epochs}")
+    if lr is not None and lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if augment is not None and augment not in AUG_MODES:
+        raise ValueError(f"unknown augment '{augment}'; choose one of {AUG_MODES}")
 
 
 @dataclass

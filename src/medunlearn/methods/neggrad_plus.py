@@ -27,6 +27,11 @@ class NegGradPlusParams(MethodParams):
     epochs: int = 5
     alpha: float = 0.99
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"NegGrad+ alpha must lie in [0, 1], got {self.alpha}")
+
 
 @register("neggrad+", NegGradPlusParams, "descend on retain while ascending on forget")
 def neggrad_plus(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medunlearn.methods.base import Context, UnlearnData
+from medunlearn.methods.base import Context, UnlearnData, check_common
 from medunlearn.methods.registry import register
 from medunlearn.models import build_model
 from medunlearn.training import train_model
@@ -21,6 +21,9 @@ class RetrainParams:
     epochs: int | None = None
     lr: float | None = None
     augment: str | None = None
+
+    def __post_init__(self) -> None:
+        check_common(self.epochs, self.lr, self.augment)
 
 
 def fresh_model(context: Context, data: UnlearnData) -> nn.Module:

@@ -31,6 +31,11 @@ class RLParams(MethodParams):
 
     loader: str = "mixed"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loader not in LOADERS:
+            raise ValueError(f"unknown RL loader '{self.loader}'; choose one of {LOADERS}")
+
 
 def relabelled_loss(
     data: UnlearnData, params: MethodParams, context: Context, generator: torch.Generator

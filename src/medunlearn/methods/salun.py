@@ -27,6 +27,11 @@ class SalUnParams(RLParams):
     lr: float = 0.013
     ratio: float = 0.5
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.ratio <= 1:
+            raise ValueError(f"SalUn ratio must lie in (0, 1], got {self.ratio}")
+
 
 def saliency(model: nn.Module, data: UnlearnData, params: SalUnParams, context: Context) -> Mask:
     """|sum over forget batches of grad(-CE)| per weight, true labels, model in eval mode."""

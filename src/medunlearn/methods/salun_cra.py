@@ -92,17 +92,20 @@ def cra_loss(
 
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         entropy = use_entropy[batch.index]
-        n_entropy, n_rows = int(entropy.sum()), len(batch.index)
+        other = ~entropy
+        n_entropy, n_other = int(entropy.sum()), int(other.sum())
         parts = []
         if n_entropy:
             parts.append(n_entropy * negative_entropy(logits[entropy]))
-        if n_entropy < n_rows:
-            parts.append((n_rows - n_entropy) * relabelled(logits[~entropy], _rows(batch, ~entropy)))
-        return sum(parts) / n_rows
+        if n_other:
+            parts.append(n_other * relabelled(logits[other], _rows(batch, other)))
+        return sum(parts) / (n_entropy + n_other)
 
     return loss
 
 
+@register("salun-entropy", SalUnEntropyParams, "SalUn with max entropy on every forget sample")
+@register("salun-cra", SalUnCRAParams, "SalUn; malignant forget samples get max entropy, no label")
 def salun_cra(model: nn.Module, data: UnlearnData, params: SalUnCRAParams, context: Context):
     """SalUn's mask and hard constraint around the clinical-risk-aware loss."""
     check_binary(data)
@@ -111,11 +114,3 @@ def salun_cra(model: nn.Module, data: UnlearnData, params: SalUnCRAParams, conte
         return cra_loss(data, params, context, generator)
 
     return masked_relabel(model, data, params, context, epoch_loss)
-
-
-register("salun-cra", SalUnCRAParams, "SalUn; malignant forget samples get max entropy, no label")(
-    salun_cra
-)
-register("salun-entropy", SalUnEntropyParams, "SalUn with max entropy on every forget sample")(
-    salun_cra
-)

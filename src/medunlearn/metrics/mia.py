@@ -8,9 +8,13 @@ from sklearn.svm import SVC
 
 
 def true_class_confidence(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Softmax probability of each sample's true class: the attack's one feature."""
+    """Softmax probability of each sample's true class: the attack's one feature.
+
+    A diverged model (NaN logits, e.g. after too strong gradient ascent) gives confidence 0.
+    """
     probabilities = torch.softmax(logits.float(), dim=1)
-    return probabilities.gather(1, labels.view(-1, 1)).squeeze(1).numpy()
+    confidence = probabilities.gather(1, labels.view(-1, 1)).squeeze(1).numpy()
+    return np.nan_to_num(confidence, nan=0.0)
 
 
 def fit_attack(member: np.ndarray, non_member: np.ndarray, seed: int = 0) -> SVC:

@@ -1,0 +1,162 @@
+"""Figures of clinical safety: FNR and Global Risk of every method per forget set, vs Retrain.
+
+matplotlib is imported only when a figure is drawn, and only its Agg canvas is used (no pyplot,
+no global backend state), so the module costs nothing to import and works without a display.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+REFERENCE = "retrain"
+ORIGINAL = "original"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One metric of the figure: its row key and its axis label."""
+
+    key: str
+    title: str
+    unit: str
+
+
+CLINICAL_PANELS = (
+    Panel("fnr", "False-negative rate", "FNR (%)"),
+    Panel("risk_1", "Global Risk, scenario I (C_FN = C_FP = 1)", "risk"),
+    Panel("risk_2", "Global Risk, scenario II (C_FN = 20, C_FP = 1)", "risk"),
+)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and standard deviation over seeds (std None for a single seed; all None: no value)."""
+
+    mean: float | None
+    std: float | None
+
+
+def seed_stat(rows: Sequence[dict], key: str) -> Stat:
+    """Mean and sample std of the defined values of `key` (None values are skipped)."""
+    values = [float(r[key]) for r in rows if isinstance(r.get(key), int | float)]
+    if not values:
+        return Stat(None, None)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Stat(statistics.fmean(values), std)
+
+
+def _groups(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
+    """forget set -> method -> its rows (one per seed), both in first-seen order."""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("forget", "")), {}).setdefault(row["method"], []).append(row)
+    return groups
+
+
+def _methods(rows: Sequence[dict]) -> list[str]:
+    """The methods drawn as bars: every method but Retrain (drawn as a line), first-seen order."""
+    return [m for m in dict.fromkeys(r["method"] for r in rows) if m != REFERENCE]
+
+
+def _colours(methods: list[str], palette: Callable[[int], object]) -> dict[str, object]:
+    """A colour per method: grey for the original model, the palette in turn for the others."""
+    others = [m for m in methods if m != ORIGINAL]
+    colours: dict[str, object] = {m: palette(i % 10) for i, m in enumerate(others)}
+    return {ORIGINAL: "0.6", **colours}
+
+
+def _bar_label(stat: Stat) -> str:
+    """The number printed above a bar."""
+    return "" if stat.mean is None else f"{stat.mean:.2f}" if stat.mean < 10 else f"{stat.mean:.1f}"
+
+
+def _draw_panel(
+    axes: Axes,
+    panel: Panel,
+    groups: dict[str, dict[str, list[dict]]],
+    methods: list[str],
+    colours: dict[str, object],
+) -> None:
+    """Grouped bars (one group per forget set, one bar per method) and Retrain's dashed line."""
+    width = 0.8 / max(len(methods), 1)
+    for g, by_method in enumerate(groups.values()):
+        for m, method in enumerate(methods):
+            x = g - 0.4 + width * (m + 0.5)
+            stat = seed_stat(by_method.get(method, []), panel.key)
+            if stat.mean is None:
+                axes.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                continue
+            bar = axes.bar(
+                x, stat.mean, width, yerr=stat.std, capsize=2, color=colours[method], label=method
+            )
+            axes.bar_label(bar, labels=[_bar_label(stat)], fontsize=6, padding=1)
+        reference = seed_stat(by_method.get(REFERENCE, []), panel.key)
+        if reference.mean is not None:
+            axes.hlines(
+                reference.mean, g - 0.45, g + 0.45, colors="black", linestyles="--",
+                linewidth=1.2, label=f"{REFERENCE} (reference)",
+            )  # fmt: skip
+    axes.set_xticks(range(len(groups)), [f"forget {f}" for f in groups])
+    axes.set_xlim(-0.5, len(groups) - 0.5)
+    axes.set_title(panel.title, fontsize=9)
+    axes.set_ylabel(panel.unit)
+    axes.set_ylim(bottom=0)
+    axes.margins(y=0.15)
+    axes.grid(axis="y", alpha=0.3)
+
+
+def _legend_entries(axes_list: Sequence[Axes]) -> tuple[list, list[str]]:
+    """Handles and labels of all panels, one per label."""
+    entries: dict[str, object] = {}
+    for axes in axes_list:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    return list(entries.values()), list(entries)
+
+
+def save_png(figure: Figure, path: Path) -> None:
+    """Save a figure as PNG atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        figure.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def clinical_figure(
+    rows: list[dict], path: Path, title: str = "Clinical safety on the test set"
+) -> None:
+    """FNR and Global Risk (scenarios I, II) per forget set and method, mean±std over seeds."""
+    if not rows:
+        raise ValueError("no result rows to draw: run an experiment first")
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups, methods = _groups(rows), _methods(rows)
+    colours = _colours(methods, colormaps["tab10"])
+    figure = Figure(figsize=(4.2 * len(CLINICAL_PANELS), 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes_list = figure.subplots(1, len(CLINICAL_PANELS), squeeze=False)[0]
+    for axes, panel in zip(axes_list, CLINICAL_PANELS, strict=True):
+        _draw_panel(axes, panel, groups, methods, colours)
+    handles, labels = _legend_entries(axes_list)
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 7))
+    n_seeds = max(len(by_seed) for by_method in groups.values() for by_seed in by_method.values())
+    suffix = f" — mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
+    figure.suptitle(f"{title}{suffix}; Retrain dashed; n/a: undefined", fontsize=10)
+    save_png(figure, Path(path))

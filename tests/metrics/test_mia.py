@@ -1,0 +1,91 @@
+"""MIA-efficacy: an SVC on true-class confidence, trained on retain (members) vs test."""
+
+import numpy as np
+import pytest
+import torch
+
+from medunlearn.data import Dataset, Split
+from medunlearn.forget import ForgetSet
+from medunlearn.metrics import Predictions, compute_metrics
+from medunlearn.metrics.mia import fit_attack, mia_efficacy, true_class_confidence
+
+
+def _case(n_retain=200, n_test=200, seed=0):
+    rng = np.random.default_rng(seed)
+    members = rng.uniform(0.95, 1.0, n_retain)  # confident on training samples
+    non_members = rng.uniform(0.25, 0.35, n_test)  # unsure on unseen samples
+    return members, non_members
+
+
+def test_member_like_forget_samples_score_low():
+    members, non_members = _case()
+    forget = np.full(50, 0.98)
+    assert mia_efficacy(members, non_members, forget) == pytest.approx(0.0)
+
+
+def test_non_member_like_forget_samples_score_high():
+    members, non_members = _case()
+    forget = np.full(50, 0.3)
+    assert mia_efficacy(members, non_members, forget) == pytest.approx(100.0)
+
+
+def test_mixed_forget_set_gives_the_share_of_non_members():
+    members, non_members = _case()
+    forget = np.concatenate([np.full(30, 0.99), np.full(10, 0.3)])
+    assert mia_efficacy(members, non_members, forget) == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize(("n_retain", "n_test"), [(10, 300), (300, 10), (1, 1)])
+def test_works_with_unequal_sizes(n_retain, n_test):
+    members, non_members = _case(n_retain, n_test)
+    forget = np.array([0.97, 0.3])
+    assert mia_efficacy(members, non_members, forget) == pytest.approx(50.0)
+    assert fit_attack(members, non_members).n_features_in_ == 1
+
+
+def test_attack_is_balanced_and_seeded():
+    members, non_members = _case(40, 500)
+    a = fit_attack(members, non_members, seed=1)
+    b = fit_attack(members, non_members, seed=1)
+    assert a.support_vectors_.shape[0] <= 80
+    assert np.array_equal(a.support_vectors_, b.support_vectors_)
+    assert (a.C, a.gamma, a.kernel) == (3, "auto", "rbf")
+
+
+def test_empty_inputs():
+    members, non_members = _case()
+    assert mia_efficacy(members, non_members, np.array([])) == 0.0
+    with pytest.raises(ValueError, match="member"):
+        fit_attack(np.array([]), non_members)
+
+
+def test_true_class_confidence():
+    logits = torch.tensor([[0.0, 0.0], [0.0, np.log(3.0)]])
+    confidence = true_class_confidence(logits, torch.tensor([1, 1]))
+    assert confidence == pytest.approx([0.5, 0.75])
+    assert confidence.dtype == np.float32
+
+
+def _confident(labels: torch.Tensor, confidence: float, n_classes: int = 4) -> torch.Tensor:
+    """Logits giving each sample's true class the softmax probability `confidence`."""
+    rest = (1 - confidence) / (n_classes - 1)
+    probabilities = torch.full((len(labels), n_classes), rest)
+    probabilities[torch.arange(len(labels)), labels] = confidence
+    return probabilities.log()
+
+
+def test_compute_metrics_uses_retain_as_members_and_test_as_non_members():
+    """Retain confident, test unsure; forget: 12 confident, 4 unsure -> MIA = 25%."""
+    train_labels, test_labels = torch.arange(60) % 4, torch.arange(30) % 4
+    images = torch.zeros(60, 1, 2, 2, dtype=torch.uint8)
+    train = Split(images, train_labels)
+    test = Split(images[:30], test_labels)
+    dataset = Dataset("hand", 2, 4, 1, list("abcd"), train, test, test)
+    forget_ids = np.arange(0, 48, 3)  # 16 samples
+    train_logits = _confident(train_labels, 0.99)
+    unsure = forget_ids[12:]
+    train_logits[unsure] = _confident(train_labels[unsure], 0.3)
+    predictions = Predictions(train_logits, _confident(test_labels, 0.3))
+    metrics = compute_metrics(predictions, dataset, ForgetSet(forget_ids, 60, "hand", "x"))
+    assert metrics["mia"] == pytest.approx(25.0)
+    assert metrics["ua"] == 0.0 and metrics["ra"] == 100.0

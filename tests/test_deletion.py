@@ -1,0 +1,106 @@
+"""Deletion requests: trained checkpoint + ids -> unlearned checkpoint and audit trail."""
+
+import json
+
+import pytest
+
+from medunlearn.config import ForgetConfig, MethodConfig
+from medunlearn.data.medmnist import load_medmnist
+from medunlearn.deletion import config_from_checkpoint, file_sha256, serve_deletion
+from medunlearn.experiment import export_original, load_model
+from medunlearn.forget import ForgetError, select_forget
+from medunlearn.store import CheckpointError, load_checkpoint
+
+
+@pytest.fixture
+def checkpoint(make_config, tmp_path):
+    """A tiny original model exported with `export_original`."""
+    path, _ = export_original(make_config(), tmp_path / "model")
+    return path
+
+
+def _ids(tmp_path, ids, name="ids.txt"):
+    path = tmp_path / name
+    path.write_text("\n".join(map(str, ids)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("method", ["ft", "salun"])
+def test_serve_deletion_writes_checkpoint_and_audit(checkpoint, tmp_path, runtime, blood, method):
+    ids = _ids(tmp_path, [0, 5, 9, 17, 33])
+    out = tmp_path / "deletion"
+    before_hash = file_sha256(checkpoint)
+    result = serve_deletion(checkpoint, ids, MethodConfig(method, {"epochs": 1, "batch_size": 16}),
+                            out, runtime=runtime)  # fmt: skip
+    assert result.checkpoint == out / "unlearned.pt"
+    assert result.report == out / "audit.md"
+    for name in ("unlearned.pt", "audit.md", "audit.json", "forget_set.json"):
+        assert (out / name).is_file(), name
+    assert file_sha256(checkpoint) == before_hash  # the input is never changed
+
+    audit = json.loads((out / "audit.json").read_text())
+    request = audit["request"]
+    assert request["n_forget"] == 5 and request["method"] == method
+    assert request["input_sha256"] == before_hash
+    assert request["output_sha256"] == file_sha256(out / "unlearned.pt")
+    for side in ("before", "after"):
+        assert set(audit[side]) >= {"ua", "ra", "ta", "mia"}
+    assert audit["before"] == pytest.approx(result.before)
+    assert audit["after"] == pytest.approx(result.after)
+
+    report = (out / "audit.md").read_text()
+    assert report.startswith("# Deletion audit report")
+    assert "forget 5 training image(s) of bloodmnist" in report
+    assert before_hash[:16] in report
+
+    # the unlearned checkpoint loads as a model of the same kind, with changed weights
+    config = config_from_checkpoint(out / "unlearned.pt", None)
+    unlearned = load_model(out / "unlearned.pt", config, blood)
+    assert unlearned.meta["unlearned"] == method
+    original_state, _ = load_checkpoint(checkpoint)
+    new_state = unlearned.model.state_dict()
+    assert any(not (original_state[k] == new_state[k]).all() for k in original_state)
+    saved_ids = json.loads((out / "forget_set.json").read_text())["forget_ids"]
+    assert sorted(saved_ids) == [0, 5, 9, 17, 33]
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"), [([3, 64], "out of range"), ([1, 1], "duplicate"), ([], "empty")]
+)
+def test_bad_ids_write_nothing(checkpoint, tmp_path, runtime, ids, message):
+    out = tmp_path / "deletion"
+    with pytest.raises(ForgetError, match=message):
+        serve_deletion(checkpoint, _ids(tmp_path, ids), MethodConfig("ft", {"epochs": 1}), out,
+                       runtime=runtime)  # fmt: skip
+    assert not out.exists()
+
+
+def test_missing_inputs_write_nothing(checkpoint, tmp_path, runtime):
+    out = tmp_path / "deletion"
+    with pytest.raises(ForgetError, match="not found"):
+        serve_deletion(checkpoint, tmp_path / "nope.txt", MethodConfig("ft"), out, runtime=runtime)
+    with pytest.raises(CheckpointError, match="not found"):
+        serve_deletion(tmp_path / "nope.pt", _ids(tmp_path, [1]), MethodConfig("ft"), out,
+                       runtime=runtime)  # fmt: skip
+    assert not out.exists()
+
+
+def test_forget_set_of_other_data_is_refused(checkpoint, tmp_path, runtime, write_npz, blood):
+    """A saved forget set drawn from other pixels must not be applied."""
+    other = load_medmnist("bloodmnist", 28, download=False,
+                          root=write_npz(seed=5, folder=tmp_path / "other").parent)  # fmt: skip
+    saved = tmp_path / "forget_set.json"
+    select_forget(other, ForgetConfig(fraction=0.1), seed=0).save(saved)
+    out = tmp_path / "deletion"
+    with pytest.raises(ForgetError, match="fingerprint"):
+        serve_deletion(checkpoint, saved, MethodConfig("ft"), out, runtime=runtime)
+    assert not out.exists()
+
+
+def test_config_from_checkpoint(checkpoint, make_config, tmp_path):
+    config = config_from_checkpoint(checkpoint, None)
+    expected = make_config()
+    assert config.data == expected.data
+    assert config.model == expected.model
+    assert config.train == expected.train
+    assert config_from_checkpoint(checkpoint, "/elsewhere").data.root == "/elsewhere"

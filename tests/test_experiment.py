@@ -1,0 +1,200 @@
+"""Whole experiments: files written, Retrain as reference, reuse on repeat, reproducibility,
+and nothing written for bad input."""
+
+import csv
+import json
+
+import pytest
+import yaml
+
+import medunlearn.experiment as experiment
+import medunlearn.methods.retrain as retrain_module
+from medunlearn.config import ConfigError, ForgetConfig, MethodConfig, load_config
+from medunlearn.data import DataError
+from medunlearn.forget import ForgetError
+from medunlearn.models import ModelError
+
+METRICS = ("ua", "ra", "ta", "mia", "ag")
+METHODS = [
+    MethodConfig("retrain"),
+    MethodConfig("ft", {"epochs": 1, "batch_size": 16}),
+    MethodConfig("rl", {"epochs": 1, "batch_size": 16}),
+    MethodConfig("salun", {"epochs": 1, "batch_size": 16}),
+]
+
+
+def _run_folder(out, seed=0):
+    """The folder of a run's per-method JSON files for a seed (its layout may nest deeper)."""
+    (folder,) = [p.parent for p in (out / "runs").rglob("forget_set.json")
+                 if p.parent.name == f"seed{seed}"]  # fmt: skip
+    return folder
+
+
+def _csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def finished(make_config, tmp_path):
+    """A finished tiny run: the config, its output folder and its rows."""
+    config = make_config(METHODS)
+    out = tmp_path / "out"
+    rows = experiment.run(config, out)
+    return config, out, rows
+
+
+def test_run_writes_every_file(finished):
+    config, out, rows = finished
+    assert load_config(out / "config.yaml") == config
+    assert (out / "report.md").is_file()
+    assert "# tiny" in (out / "report.md").read_text()
+
+    table = _csv(out / "results.csv")
+    header = list(table[0])
+    wanted = ["method", "seed", "ua", "ra", "ta", "mia", "ag", "rte_min"]
+    assert [c for c in header if c in wanted] == wanted
+    assert [r["method"] for r in table] == ["original", "retrain", "ft", "rl", "salun"]
+    for row in table:
+        assert row["seed"] == "0"
+        for key in (*METRICS, "rte_min"):
+            assert 0.0 <= float(row[key]) <= 100.0, (row["method"], key)
+
+    folder = _run_folder(out)
+    assert "random-25pct" in folder.parts
+    forget = json.loads((folder / "forget_set.json").read_text())
+    assert forget["n_forget"] == 16
+    for method in ("original", "retrain", "ft", "rl", "salun"):
+        saved = json.loads((folder / f"{method}.json").read_text())
+        assert saved["row"]["method"] == method
+        assert saved["run_key"]
+    assert json.loads((out / "results.json").read_text()) == rows
+
+
+def test_retrain_is_the_reference(finished):
+    _, out, rows = finished
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["retrain"]["ag"] == 0.0
+    assert float(_csv(out / "results.csv")[1]["ag"]) == 0.0
+    for row in rows:
+        expected = sum(abs(row[k] - by_method["retrain"][k]) for k in METRICS[:4]) / 4
+        assert row["ag"] == pytest.approx(expected)
+
+
+def test_second_run_reuses_everything(finished, monkeypatch):
+    config, out, rows = finished
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("trained again instead of reusing the finished run")
+
+    monkeypatch.setattr(experiment, "train_model", forbidden)
+    monkeypatch.setattr(retrain_module, "train_model", forbidden)
+    monkeypatch.setattr(experiment, "unlearn", forbidden)
+    again = experiment.run(config, out)
+    assert again == rows
+
+
+def test_new_output_folder_reuses_cached_original_and_retrain(finished, tmp_path, monkeypatch):
+    config, _, rows = finished
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("trained again instead of reading the cache")
+
+    monkeypatch.setattr(experiment, "train_model", forbidden)
+    monkeypatch.setattr(retrain_module, "train_model", forbidden)
+    again = experiment.run(config, tmp_path / "elsewhere")
+    for old, new in zip(rows, again, strict=True):
+        assert old["method"] == new["method"]
+        assert {k: old[k] for k in METRICS} == {k: new[k] for k in METRICS}
+
+
+def test_same_seed_same_forget_set_and_metrics(make_config, tmp_path):
+    """Two runs with separate caches: everything is recomputed, and equal."""
+    methods = [MethodConfig("retrain"), MethodConfig("salun", {"epochs": 1, "batch_size": 16})]
+    first_config = make_config(methods)
+    second_config = make_config(methods)
+    second_config.runtime.cache_dir = str(tmp_path / "other-cache")
+    first = experiment.run(first_config, tmp_path / "a")
+    second = experiment.run(second_config, tmp_path / "b")
+    assert (tmp_path / "other-cache" / "original").is_dir()
+    ids = [
+        json.loads((_run_folder(tmp_path / run) / "forget_set.json").read_text())
+        for run in ("a", "b")
+    ]
+    assert ids[0]["forget_ids"] == ids[1]["forget_ids"]
+    for a, b in zip(first, second, strict=True):
+        assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
+
+
+def test_other_seed_other_forget_set(make_config, tmp_path):
+    config = make_config([MethodConfig("retrain")], seeds=[0, 1])
+    rows = experiment.run(config, tmp_path / "out")
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("original", 0), ("retrain", 0), ("original", 1), ("retrain", 1),
+    ]  # fmt: skip
+    sets = [
+        json.loads((_run_folder(tmp_path / "out", s) / "forget_set.json").read_text())
+        for s in (0, 1)
+    ]
+    assert sets[0]["forget_ids"] != sets[1]["forget_ids"]
+    assert all(r["ag"] == 0.0 for r in rows if r["method"] == "retrain")
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "±" in report  # mean±std over the two seeds
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        pytest.param(lambda c: setattr(c.data, "dataset", "nosuchmnist"), DataError,
+                     id="unknown-dataset"),
+        pytest.param(lambda c: c.methods.append(MethodConfig("scrubb")), ConfigError,
+                     id="unknown-method"),
+        pytest.param(lambda c: c.methods.append(MethodConfig("salun", {"ratoi": 0.5})),
+                     ConfigError, id="unknown-hyper-parameter"),
+        pytest.param(lambda c: setattr(c.forget[0], "fraction", 1.0), ForgetError,
+                     id="fraction-1"),
+        pytest.param(lambda c: c.forget.append(ForgetConfig(mode="class", classes=[9])),
+                     ForgetError, id="class-out-of-range"),
+        pytest.param(lambda c: setattr(c.train, "augment", "mixup"), ValueError,
+                     id="unknown-augment"),
+        pytest.param(lambda c: setattr(c.model, "arch", "vgg"), ModelError, id="unknown-arch"),
+        pytest.param(lambda c: setattr(c, "seeds", []), ConfigError, id="no-seeds"),
+        pytest.param(
+            lambda c: setattr(c.train, "schedule", "linear"), ValueError, id="unknown-schedule",
+        ),
+        pytest.param(
+            lambda c: c.methods.append(MethodConfig("salun", {"ratio": 0.0})), ValueError,
+            id="salun-ratio-0",
+        ),
+        pytest.param(
+            lambda c: c.methods.append(MethodConfig("rl", {"loader": "interleaved"})), ValueError,
+            id="unknown-rl-loader",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_input_writes_no_output_folder(make_config, tmp_path, change, error):
+    config = make_config([MethodConfig("retrain")])
+    change(config)
+    out = tmp_path / "out"
+    with pytest.raises(error):
+        experiment.run(config, out)
+    assert not out.exists()
+
+
+def test_config_yaml_is_the_resolved_config(make_config, tmp_path):
+    config = make_config([MethodConfig("retrain")])
+    experiment.run(config, tmp_path / "out")
+    saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
+    assert saved["model"] == {"arch": "cnn", "width": 4}
+    assert saved["train"]["epochs"] == 1
+
+
+def test_export_original(make_config, tmp_path, blood):
+    config = make_config()
+    path, meta = experiment.export_original(config, tmp_path / "model")
+    assert path == tmp_path / "model" / "model.pt"
+    assert (tmp_path / "model" / "config.yaml").is_file()
+    loaded = experiment.load_model(path, config, blood)
+    assert loaded.meta["seed"] == 0
+    assert loaded.meta["data_fingerprint"] == blood.fingerprint
+    assert meta["best_epoch"] == 1

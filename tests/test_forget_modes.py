@@ -1,0 +1,128 @@
+"""Forget-set removal modes draw the shares asked for: random, balanced per class, skewed positives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medunlearn.config import ForgetConfig
+from medunlearn.data.dataset import Dataset, Split
+from medunlearn.forget import ForgetError, select_forget
+
+FRACTIONS = (0.2, 0.5)
+
+
+def _dataset(class_counts: list[int]) -> Dataset:
+    """An in-memory dataset whose training split holds `class_counts[c]` samples of class c."""
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(class_counts)])
+    labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    images = torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8)
+    split = Split(images, labels.long())
+    small = Split(images[:4], labels[:4].long())
+    binary = len(class_counts) == 2
+    return Dataset(
+        name="tiny",
+        size=2,
+        n_classes=len(class_counts),
+        channels=1,
+        label_names=[str(c) for c in range(len(class_counts))],
+        train=split,
+        val=small,
+        test=small,
+        task="binary" if binary else "multi-class",
+        positive_class=1 if binary else None,
+    )
+
+
+BREAST = [399, 147]  # BreastMNIST-like: 399 benign (0), 147 malignant (1)
+MULTI = [13, 40, 7, 101]
+
+
+def _forget_labels(dataset: Dataset, config: ForgetConfig, seed: int = 0) -> np.ndarray:
+    """The training labels of the forget set the config draws."""
+    forget = select_forget(dataset, config, seed)
+    assert np.array_equal(forget.forget_ids, np.unique(forget.forget_ids))  # sorted, no repeats
+    return dataset.train.labels.numpy()[forget.forget_ids]
+
+
+@pytest.mark.parametrize("fraction", FRACTIONS)
+def test_random_takes_the_fraction_of_the_whole_set(fraction: float) -> None:
+    dataset = _dataset(BREAST)
+    labels = _forget_labels(dataset, ForgetConfig(mode="random", fraction=fraction))
+    assert len(labels) == round(fraction * sum(BREAST))
+
+
+@pytest.mark.parametrize("fraction", FRACTIONS)
+@pytest.mark.parametrize("counts", [BREAST, MULTI], ids=["binary", "four-classes"])
+def test_balanced_takes_the_fraction_of_every_class(fraction: float, counts: list[int]) -> None:
+    dataset = _dataset(counts)
+    labels = _forget_labels(dataset, ForgetConfig(mode="balanced", fraction=fraction))
+    per_class = np.bincount(labels, minlength=len(counts))
+    for taken, total in zip(per_class, counts, strict=True):
+        assert abs(taken - fraction * total) <= 0.5  # within rounding
+        assert taken >= 1
+
+
+@pytest.mark.parametrize("fraction", FRACTIONS)
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.25, 0.5])
+def test_skewed_takes_the_positive_share_asked_for(fraction: float, share: float) -> None:
+    dataset = _dataset(BREAST)
+    config = ForgetConfig(mode="skewed", fraction=fraction, positive_share=share)
+    labels = _forget_labels(dataset, config)
+    total = round(fraction * sum(BREAST))
+    assert len(labels) == total
+    assert int((labels == 1).sum()) == round(share * total)
+    assert abs((labels == 1).mean() - share) <= 0.5 / total  # the share, to rounding
+
+
+@pytest.mark.parametrize("fraction", FRACTIONS)
+def test_skewed_can_take_every_available_positive(fraction: float) -> None:
+    dataset = _dataset([900, 100])
+    share = 100 / round(fraction * 1000)  # exactly all 100 positives
+    labels = _forget_labels(dataset, ForgetConfig("skewed", fraction, positive_share=share))
+    assert int((labels == 1).sum()) == 100
+
+
+@pytest.mark.parametrize(
+    ("counts", "fraction", "share"),
+    [
+        ([250, 150], 0.5, 1.0),  # 200 positives needed, 150 exist
+        ([250, 150], 0.5, 0.9),  # 180 positives needed, 150 exist
+        ([340, 60], 0.2, 1.0),  # 80 positives needed, 60 exist
+        ([190, 210], 0.5, 0.0),  # 200 negatives needed, 190 exist
+    ],
+    ids=["50pct-all-positive", "50pct-90pct-positive", "20pct-all-positive", "50pct-no-positive"],
+)
+def test_skewed_refuses_a_share_the_data_cannot_give(
+    counts: list[int], fraction: float, share: float
+) -> None:
+    config = ForgetConfig(mode="skewed", fraction=fraction, positive_share=share)
+    with pytest.raises(ForgetError, match="cannot draw"):
+        select_forget(_dataset(counts), config)
+
+
+@pytest.mark.parametrize("share", [None, -0.1, 1.5])
+def test_skewed_needs_a_share_in_the_unit_interval(share: float | None) -> None:
+    with pytest.raises(ForgetError, match="positive_share"):
+        select_forget(_dataset(BREAST), ForgetConfig("skewed", 0.2, positive_share=share))
+
+
+def test_skewed_needs_a_binary_task() -> None:
+    with pytest.raises(ForgetError, match="binary"):
+        select_forget(_dataset(MULTI), ForgetConfig("skewed", 0.2, positive_share=0.5))
+
+
+@pytest.mark.parametrize("mode", ["random", "balanced", "skewed"])
+def test_draws_are_seeded(mode: str) -> None:
+    dataset = _dataset(BREAST)
+    config = ForgetConfig(mode=mode, fraction=0.2, positive_share=0.5)
+    first, again = (select_forget(dataset, config, 3).forget_ids for _ in range(2))
+    other = select_forget(dataset, config, 4).forget_ids
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_labels_name_the_mode_fraction_and_share() -> None:
+    assert ForgetConfig("balanced", 0.2).label == "balanced-20pct"
+    assert ForgetConfig("skewed", 0.5, positive_share=0.25).label == "skewed-50pct-pos25"

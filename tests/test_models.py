@@ -1,0 +1,103 @@
+"""Models: every architecture on grey and colour uint8 input; checkpoints refuse other models."""
+
+import pytest
+import torch
+
+from medunlearn.config import ModelConfig
+from medunlearn.experiment import load_model
+from medunlearn.models import ARCHITECTURES, ModelError, Normalize, build_model, model_meta
+from medunlearn.store import CheckpointError, save_checkpoint
+
+
+def _config(arch: str) -> ModelConfig:
+    return ModelConfig(arch=arch, width=4)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize(("channels", "n_classes", "size"), [(1, 2, 28), (3, 8, 28), (3, 7, 64)])
+def test_logits_shape(arch, channels, n_classes, size):
+    torch.manual_seed(0)
+    model = build_model(_config(arch), channels, n_classes).eval()
+    images = torch.randint(0, 256, (3, channels, size, size), dtype=torch.uint8)
+    with torch.no_grad():
+        logits = model(images)
+    assert logits.shape == (3, n_classes)
+    assert logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+def test_normalize_maps_uint8_and_floats_alike():
+    pixels = torch.tensor([[0, 128, 255]], dtype=torch.uint8)
+    out = Normalize()(pixels)
+    assert torch.allclose(out, torch.tensor([[-1.0, 128 / 255 * 2 - 1, 1.0]]), atol=1e-6)
+    assert torch.equal(Normalize()(pixels.float() / 255), out)
+    assert pixels.tolist() == [[0, 128, 255]]  # the input is not changed in place
+
+
+def test_cnn_width_sets_the_size():
+    small = build_model(ModelConfig(arch="cnn", width=4), 3, 8)
+    wide = build_model(ModelConfig(arch="cnn", width=8), 3, 8)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(small) < count(wide)
+
+
+def test_unknown_architecture():
+    with pytest.raises(ModelError, match="vgg"):
+        build_model(ModelConfig(arch="vgg"), 3, 8)
+
+
+def _saved(tmp_path, config: ModelConfig, channels: int, n_classes: int):
+    torch.manual_seed(1)
+    model = build_model(config, channels, n_classes)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, {"model": model_meta(config, channels, n_classes)})
+    return path, model
+
+
+def test_checkpoint_round_trip(tmp_path, make_config, blood):
+    config = make_config()
+    path, model = _saved(tmp_path, config.model, blood.channels, blood.n_classes)
+    loaded = load_model(path, config, blood)
+    for (name, a), b in zip(
+        model.state_dict().items(), loaded.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert loaded.meta["model"]["arch"] == "cnn"
+
+
+@pytest.mark.parametrize(
+    ("saved", "channels", "n_classes"),
+    [
+        (ModelConfig(arch="resnet18-small", width=4), 3, 8),
+        (ModelConfig(arch="resnet18", width=4), 3, 8),
+        (ModelConfig(arch="cnn", width=8), 3, 8),
+        (ModelConfig(arch="cnn", width=4), 1, 8),
+        (ModelConfig(arch="cnn", width=4), 3, 2),
+    ],
+)
+def test_checkpoint_of_another_model_is_refused(tmp_path, make_config, blood, saved, channels,
+                                                 n_classes):  # fmt: skip
+    path, _ = _saved(tmp_path, saved, channels, n_classes)
+    with pytest.raises(ModelError, match="checkpoint"):
+        load_model(path, make_config(), blood)
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path, make_config, blood):
+    # metadata claims the right model, the weights are of another one
+    other = build_model(ModelConfig(arch="cnn", width=8), 3, 8)
+    path = tmp_path / "lying.pt"
+    save_checkpoint(path, other, {"model": model_meta(ModelConfig(arch="cnn", width=4), 3, 8)})
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(path, make_config(), blood)
+
+
+def test_not_a_checkpoint(tmp_path, make_config, blood):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"junk")
+    with pytest.raises(CheckpointError):
+        load_model(path, make_config(), blood)
+    torch.save({"state": 1}, path)
+    with pytest.raises(CheckpointError, match="not a medunlearn checkpoint"):
+        load_model(path, make_config(), blood)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt", make_config(), blood)

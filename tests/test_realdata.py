@@ -1,0 +1,64 @@
+"""The real BloodMNIST (from $MEDUNLEARN_DATA): documented splits, and a whole tiny experiment."""
+
+import csv
+
+import pytest
+import torch
+
+from medunlearn.config import (
+    DataConfig,
+    ExperimentConfig,
+    ForgetConfig,
+    MethodConfig,
+    ModelConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
+from medunlearn.data.medmnist import load_medmnist
+from medunlearn.experiment import run
+
+pytestmark = pytest.mark.realdata
+
+BLOOD_SPLITS = (11_959, 1_712, 3_421)
+BLOOD_TRAIN_COUNTS = [852, 2181, 1085, 2026, 849, 993, 2330, 1643]
+
+
+def test_bloodmnist_splits_and_class_counts(realdata):
+    dataset = load_medmnist("bloodmnist", 28, root=realdata, download=False)
+    assert (len(dataset.train), len(dataset.val), len(dataset.test)) == BLOOD_SPLITS
+    assert (dataset.n_classes, dataset.channels, dataset.task) == (8, 3, "multi-class")
+    assert torch.bincount(dataset.train.labels, minlength=8).tolist() == BLOOD_TRAIN_COUNTS
+    for split in (dataset.train, dataset.val, dataset.test):
+        assert split.images.dtype == torch.uint8
+        assert split.images.shape[1:] == (3, 28, 28)
+        assert set(torch.unique(split.labels).tolist()) == set(range(8))
+
+
+def test_tiny_experiment_on_bloodmnist(realdata, tmp_path):
+    unlearning = {"epochs": 1, "batch_size": 128}
+    config = ExperimentConfig(
+        name="bloodmnist-smoke",
+        data=DataConfig(dataset="bloodmnist", size=28, root=str(realdata)),
+        model=ModelConfig(arch="cnn", width=8),
+        train=TrainConfig(epochs=1, lr=0.05, batch_size=128, schedule="constant", augment="none"),
+        forget=[ForgetConfig(mode="random", fraction=0.1)],
+        methods=[
+            MethodConfig("retrain"),
+            MethodConfig("ft", unlearning),
+            MethodConfig("rl", unlearning),
+            MethodConfig("salun", unlearning),
+        ],
+        seeds=[0],
+        # one thread: on a busy 2-core runner, two OpenMP threads can be many times slower
+        runtime=RuntimeConfig(device="cpu", threads=1, cache_dir=str(tmp_path / "cache")),
+    )
+    out = tmp_path / "out"
+    run(config, out)
+    with open(out / "results.csv", newline="") as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"original", "retrain", "ft", "rl", "salun"}
+    assert float(rows["retrain"]["ta"]) > 50.0
+    assert float(rows["retrain"]["ag"]) == 0.0
+    for row in rows.values():
+        for key in ("ua", "ra", "ta", "mia"):
+            assert 0.0 <= float(row[key]) <= 100.0
