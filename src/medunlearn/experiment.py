@@ -27,7 +27,7 @@ from medunlearn.engine import Engine
 from medunlearn.forget import ForgetSet, select_forget
 from medunlearn.methods import Context, UnlearnData, unlearn
 from medunlearn.methods.base import check_common
-from medunlearn.methods.registry import method_params
+from medunlearn.methods.registry import get_method, method_params
 from medunlearn.metrics import compute_metrics, predict
 from medunlearn.metrics.gap import AG_METRICS, average_gap, speedup
 from medunlearn.models import build_model, load_weights, model_meta
@@ -248,6 +248,7 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
     build_model(config.model, dataset.channels, dataset.n_classes)
     for method in config.methods:
         method_params(method.name, method.params)
+        get_method(method.name).check_data(dataset)
     if not config.seeds:
         raise ConfigError("seeds is empty: give at least one seed, e.g. [0]")
     for forget_config in config.forget:

@@ -1,4 +1,4 @@
-"""Figures of clinical safety: FNR and Global Risk of every method per forget set, vs Retrain.
+"""Figures: clinical safety (FNR, Global Risk) and the augmentation study (AG by mode), PNG.
 
 matplotlib is imported only when a figure is drawn, and only its Agg canvas is used (no pyplot,
 no global backend state), so the module costs nothing to import and works without a display.
@@ -6,13 +6,13 @@ no global backend state), so the module costs nothing to import and works withou
 
 from __future__ import annotations
 
-import os
 import statistics
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from medunlearn.store import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -126,14 +126,7 @@ def _legend_entries(axes_list: Sequence[Axes]) -> tuple[list, list[str]]:
 
 def save_png(figure: Figure, path: Path) -> None:
     """Save a figure as PNG atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        figure.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
 
 
 def clinical_figure(
@@ -159,4 +152,55 @@ def clinical_figure(
     n_seeds = max(len(by_seed) for by_method in groups.values() for by_seed in by_method.values())
     suffix = f" — mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
     figure.suptitle(f"{title}{suffix}; Retrain dashed; n/a: undefined", fontsize=10)
+    save_png(figure, Path(path))
+
+
+def _by_aug(rows: Sequence[dict], forget: str) -> dict[str, dict[str, list[dict]]]:
+    """For one forget set: method -> augmentation mode -> its rows (one per seed)."""
+    table: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        if row.get("forget") == forget and row["method"] not in (REFERENCE, ORIGINAL):
+            table.setdefault(row["method"], {}).setdefault(row["aug"], []).append(row)
+    return table
+
+
+def ag_by_aug_figure(rows: list[dict], path: Path, title: str = "AG by augmentation") -> None:
+    """Grouped bars of AG (lower: closer to Retrain) per method and mode, one panel per forget set."""
+    if not rows:
+        raise ValueError("no result rows to draw: run an experiment first")
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    forgets = list(dict.fromkeys(str(r.get("forget", "")) for r in rows))
+    modes = list(dict.fromkeys(r["aug"] for r in rows))
+    palette = colormaps["tab10"]
+    figure = Figure(figsize=(max(4.5, 2.2 + 1.1 * len(modes)) * len(forgets), 3.8),
+                    layout="constrained")  # fmt: skip
+    FigureCanvasAgg(figure)
+    axes_list = figure.subplots(1, len(forgets), squeeze=False)[0]
+    width = 0.8 / len(modes)
+    for axes, forget in zip(axes_list, forgets, strict=True):
+        table = _by_aug(rows, forget)
+        for g, by_mode in enumerate(table.values()):
+            for m, mode in enumerate(modes):
+                stat = seed_stat(by_mode.get(mode, []), "ag")
+                if stat.mean is None:
+                    continue
+                x = g - 0.4 + width * (m + 0.5)
+                bar = axes.bar(x, stat.mean, width, yerr=stat.std, capsize=2,
+                               color=palette(m % 10), label=mode)  # fmt: skip
+                axes.bar_label(bar, labels=[_bar_label(stat)], fontsize=6, padding=1)
+        axes.set_xticks(range(len(table)), list(table))
+        axes.set_title(f"forget {forget}", fontsize=9)
+        axes.set_ylabel("AG (points)")
+        axes.set_ylim(bottom=0)
+        axes.margins(y=0.15)
+        axes.grid(axis="y", alpha=0.3)
+    handles, labels = _legend_entries(axes_list)
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
+    n_seeds = len({r["seed"] for r in rows})
+    suffix = f" — mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
+    figure.suptitle(f"{title}{suffix}", fontsize=10)
     save_png(figure, Path(path))

@@ -200,11 +200,17 @@ def csv_text(rows: Sequence[dict]) -> str:
 
 
 def write_results(out: Path, rows: Sequence[dict], config: object) -> None:
-    """results.csv, results.json and report.md in `out`, each written atomically."""
+    """results.csv, results.json, report.md and the figures the rows call for, in `out`."""
+    from medunlearn.figures import ag_by_aug_figure, clinical_figure
+
     title = getattr(config, "name", "results")
     atomic_write_text(out / "results.csv", csv_text(rows))
     atomic_write_json(out / "results.json", list(rows))
     atomic_write_text(out / "report.md", markdown_report(rows, title))
+    if any(r.get("fnr") is not None for r in rows):
+        clinical_figure(list(rows), out / "clinical.png", f"{title}: clinical safety on test")
+    if len({r.get("aug") for r in rows}) > 1:
+        ag_by_aug_figure(list(rows), out / "ag_by_aug.png", f"{title}: AG by augmentation")
 
 
 def read_results(out: Path) -> list[dict]:

@@ -19,12 +19,13 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model asked for."""
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -32,9 +33,16 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text so that readers see the old file or the whole new one, never a part."""
-    _atomic(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -44,7 +52,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def atomic_save(path: Path, data: dict) -> None:
     """torch.save a dict of tensors and plain values atomically."""
-    _atomic(path, lambda tmp: torch.save(data, tmp))
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def load_data_file(path: Path) -> dict:

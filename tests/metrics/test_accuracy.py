@@ -79,7 +79,7 @@ def test_compute_metrics_by_hand():
 
 def test_compute_metrics_binary_adds_clinical_metrics():
     dataset = _dataset([0, 1, 0, 1, 0, 1], [0, 1, 1, 0], n_classes=2)
-    dataset.task = "binary"
+    dataset.task, dataset.positive_class = "binary", 1
     forget_set = ForgetSet(np.array([0, 1]), 6, "hand", dataset.fingerprint)
     predictions = Predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
     metrics = compute_metrics(predictions, dataset, forget_set)
@@ -89,6 +89,15 @@ def test_compute_metrics_binary_adds_clinical_metrics():
     # test: class 0 recall 2/2, class 1 recall 1/2
     assert metrics["tbac"] == pytest.approx(75.0)
     assert metrics["fnr"] == pytest.approx(50.0)
+
+
+def test_native_binary_set_without_a_positive_class_gets_no_clinical_metrics():
+    """BreastMNIST's raw label 1 is benign: without `data.binary` no class is known positive."""
+    dataset = _dataset([0, 1, 0, 1, 0, 1], [0, 1, 1, 0], n_classes=2)
+    dataset.task = "binary"
+    forget_set = ForgetSet(np.array([0, 1]), 6, "hand", dataset.fingerprint)
+    predictions = Predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
+    assert "fnr" not in compute_metrics(predictions, dataset, forget_set)
 
 
 def test_predict_gives_logits_of_every_train_and_test_sample(blood, original, engine):

@@ -36,6 +36,7 @@ def unlearn(
 ) -> UnlearnResult:
     """Run one registered method on a model (changed in place for gradient methods), timed."""
     spec = get_method(method.name)
+    spec.check_data(data.dataset)
     params = method_params(method.name, method.params)
     if len(data.retain_index) == 0:
         raise ValueError("the retain set is empty: nothing would be left to learn from")

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from medunlearn.config import ConfigError, from_dict
+from medunlearn.data import Dataset
 from medunlearn.methods.base import Context, MethodParams, UnlearnData
 
 MethodFn = Callable[[nn.Module, UnlearnData, Any, Context], nn.Module]
@@ -22,16 +23,29 @@ class Method:
     params: type[MethodParams]
     run: MethodFn
     summary: str
+    binary_only: bool = False
+
+    def check_data(self, dataset: Dataset) -> None:
+        """Refuse data the method cannot serve (a binary-only method on a multi-class task)."""
+        if self.binary_only and (dataset.n_classes != 2 or dataset.positive_class != 1):
+            raise ConfigError(
+                f"{self.name} needs a binary task with label 1 = positive (malignant), but "
+                f"{dataset.name} has {dataset.n_classes} classes and positive class "
+                f"{dataset.positive_class}; set `data.binary: true` (with `data.positive` where "
+                "the dataset has no default mapping)"
+            )
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, params: type, summary: str) -> Callable[[MethodFn], MethodFn]:
+def register(
+    name: str, params: type, summary: str, binary_only: bool = False
+) -> Callable[[MethodFn], MethodFn]:
     """Add a method under `name`; its function takes (model, data, params, context)."""
 
     def add(run: MethodFn) -> MethodFn:
-        METHODS[name] = Method(name, params, run, summary)
+        METHODS[name] = Method(name, params, run, summary, binary_only)
         return run
 
     return add

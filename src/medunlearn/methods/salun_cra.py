@@ -53,18 +53,6 @@ class SalUnEntropyParams(SalUnCRAParams):
     entropy_on: str = "all"
 
 
-def check_binary(data: UnlearnData) -> None:
-    """Refuse data that is not a binary task whose label 1 is the positive (malignant) class."""
-    dataset = data.dataset
-    if dataset.n_classes != 2 or dataset.positive_class != 1:
-        raise ValueError(
-            f"salun-cra needs a binary task with label 1 = positive (malignant), but "
-            f"{dataset.name} has {dataset.n_classes} classes and positive class "
-            f"{dataset.positive_class}; set `data.binary: true` (with `data.positive` where the "
-            "dataset has no default mapping)"
-        )
-
-
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean over rows of -H(softmax(logits)) = sum_c p_c log p_c (minimal at the uniform output)."""
     log_p = torch.log_softmax(logits.float(), dim=1)
@@ -104,11 +92,20 @@ def cra_loss(
     return loss
 
 
-@register("salun-entropy", SalUnEntropyParams, "SalUn with max entropy on every forget sample")
-@register("salun-cra", SalUnCRAParams, "SalUn; malignant forget samples get max entropy, no label")
+@register(
+    "salun-entropy",
+    SalUnEntropyParams,
+    "SalUn with max entropy on every forget sample",
+    binary_only=True,
+)
+@register(
+    "salun-cra",
+    SalUnCRAParams,
+    "SalUn; malignant forget samples get max entropy, no label",
+    binary_only=True,
+)
 def salun_cra(model: nn.Module, data: UnlearnData, params: SalUnCRAParams, context: Context):
     """SalUn's mask and hard constraint around the clinical-risk-aware loss."""
-    check_binary(data)
 
     def epoch_loss(_epoch: int, generator: torch.Generator) -> LossFn:
         return cra_loss(data, params, context, generator)

@@ -67,6 +67,6 @@ def compute_metrics(
             confidence[retain.numpy()], test_confidence, confidence[forget.numpy()], seed
         ),
     }
-    if dataset.task == "binary" and dataset.n_classes == 2:
+    if dataset.n_classes == 2 and dataset.positive_class == 1:
         metrics.update(clinical_summary(predictions, dataset, forget_set))
     return metrics
