@@ -134,7 +134,10 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
 
 def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str, float]]:
     """(label, seconds) in report order; indented labels are parts of the line above."""
-    lines = [("data", seconds.get("data", 0.0)), ("original (train + val)", seconds.get("original", 0.0))]
+    lines = [
+        ("data", seconds.get("data", 0.0)),
+        ("original (train + val)", seconds.get("original", 0.0)),
+    ]
     in_training = seconds.get("  of which validation inference", 0.0)
     lines.append(("  of which validation inference", in_training))
     methods = [k for k in seconds if k.startswith("method ")]
@@ -154,7 +157,10 @@ def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str
 def table(lines: list[tuple[str, float]], total: float) -> str:
     """An aligned text table: phase, seconds, share of the total."""
     width = max(len(label) for label, _ in lines)
-    out = [f"{'phase'.ljust(width)}  {'seconds':>8}  {'share':>6}", f"{'-' * width}  {'-' * 8}  {'-' * 6}"]
+    out = [
+        f"{'phase'.ljust(width)}  {'seconds':>8}  {'share':>6}",
+        f"{'-' * width}  {'-' * 8}  {'-' * 6}",
+    ]
     for label, seconds in lines:
         out.append(f"{label.ljust(width)}  {seconds:8.1f}  {100 * seconds / total:5.1f}%")
     return "\n".join(out)
@@ -207,8 +213,10 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_cuda_mib": peak_cuda,
         "load_before": load,
         "load_after": after,
-        "rows": [{k: r.get(k) for k in ("method", "ua", "ra", "ta", "mia", "rte_min", "eval_s")}
-                 for r in rows],  # fmt: skip
+        "rows": [
+            {k: r.get(k) for k in ("method", "ua", "ra", "ta", "mia", "rte_min", "eval_s")}
+            for r in rows
+        ],
         "argv": sys.argv[1:] if argv is None else argv,
     }
     if args.json:

@@ -4,7 +4,7 @@
 `Engine.train_epoch`, against the bare step (forward, cross-entropy, backward, SGD step) on one
 resident random float batch of the same shape, with the same model and the same optimiser.
 (b) Inference: `Engine.logits` on a uint8 split against bare `model(x)` under inference_mode
-on one resident float chunk of the evaluation batch size.
+on one resident float chunk of the engine's inference chunk size.
 
 The bare batches take the memory layout the engine feeds (channels-last where it uses it), so
 a ratio measures the engine's own overhead. Loop and bare runs alternate over `--rounds`
@@ -14,11 +14,18 @@ ratio is the median of the per-round ratios, which keeps them fair on a shared m
     python benchmarks/throughput.py                      # CPU or GPU, every model
     python benchmarks/throughput.py --device cpu --models cnn --steps 20 --json out.json
     python benchmarks/throughput.py --bf16 --channels-last --compile
+    python benchmarks/throughput.py --bf16-accuracy 5 --data-root ../shared/data
+
+`--bf16-accuracy EPOCHS` instead trains the default experiment's model (small CNN, its recipe
+with EPOCHS epochs) on the real BloodMNIST in float32 and under bf16 autocast, seed by seed
+(alternating), and prints each run's test accuracy and training images/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -26,15 +33,18 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from medunlearn.augment import build_augment
-from medunlearn.config import ModelConfig, RuntimeConfig
-from medunlearn.data import Split
+from medunlearn.config import ModelConfig, RuntimeConfig, default_experiment
+from medunlearn.data import Split, load_dataset
 from medunlearn.engine import Engine
+from medunlearn.metrics.accuracy import accuracy
 from medunlearn.models import build_model
+from medunlearn.training import train_model
 
 CHANNELS, CLASSES = 3, 8
 
@@ -53,10 +63,10 @@ class Spec:
 SPECS = {
     spec.name: spec
     for spec in (
-        Spec("cnn", "cnn", 28, (256, 6, 1024, 3), (256, 50, 1024, 20)),
-        Spec("resnet18", "resnet18", 28, (128, 3, 512, 2), (256, 50, 1024, 20)),
-        Spec("resnet18-small", "resnet18-small", 28, (64, 2, 256, 2), (256, 30, 1024, 10)),
-        Spec("resnet18-small@64", "resnet18-small", 64, (16, 2, 64, 2), (256, 20, 1024, 5)),
+        Spec("cnn", "cnn", 28, (256, 10, 1024, 8), (256, 50, 1024, 20)),
+        Spec("resnet18", "resnet18", 28, (128, 6, 1024, 4), (256, 50, 1024, 20)),
+        Spec("resnet18-small", "resnet18-small", 28, (64, 3, 256, 3), (256, 30, 1024, 10)),
+        Spec("resnet18-small@64", "resnet18-small", 64, (16, 3, 48, 3), (256, 20, 1024, 5)),
     )
 }
 
@@ -77,6 +87,15 @@ class Row:
     eval_loop: float
     eval_bare: float
     eval_ratio: float
+
+
+def _cpu_name() -> str:
+    """The CPU model, from /proc/cpuinfo where there is one."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:
@@ -102,7 +121,9 @@ def _layout(engine: Engine, images: torch.Tensor, inference: bool) -> torch.Tens
 
 def _uint8_split(n: int, size: int, seed: int) -> Split:
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, CHANNELS, size, size), dtype=torch.uint8, generator=generator)
+    images = torch.randint(
+        0, 256, (n, CHANNELS, size, size), dtype=torch.uint8, generator=generator
+    )
     return Split(images, torch.randint(0, CLASSES, (n,), generator=generator))
 
 
@@ -169,8 +190,11 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     loop_s, bare_s = _alternate(args.rounds, device, loop, bare)
     train = _rates(batch * steps, loop_s, bare_s)
 
-    eval_split = _uint8_split(eval_batch * chunks, spec.size, seed=2)
-    chunk = _layout(engine, torch.rand(eval_batch, CHANNELS, spec.size, spec.size), True)
+    # whole chunks of the engine's size (on the CPU it caps eval_batch_size to stay in cache)
+    per_chunk = engine.inference_chunk(torch.empty(0, CHANNELS, spec.size, spec.size))
+    chunks = max(1, round(eval_batch * chunks / per_chunk))
+    eval_split = _uint8_split(per_chunk * chunks, spec.size, seed=2)
+    chunk = _layout(engine, torch.rand(per_chunk, CHANNELS, spec.size, spec.size), True)
     chunk = chunk.to(device)
 
     def eval_loop() -> torch.Tensor:
@@ -186,9 +210,49 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     eval_loop()
     eval_bare()
     loop_s, bare_s = _alternate(args.rounds, device, eval_loop, eval_bare)
-    evaluation = _rates(eval_batch * chunks, loop_s, bare_s)
-    return Row(spec.name, spec.size, batch, steps, *train, eval_batch, eval_batch * chunks,
+    evaluation = _rates(len(eval_split), loop_s, bare_s)
+    return Row(spec.name, spec.size, batch, steps, *train, per_chunk, len(eval_split),
                *evaluation)  # fmt: skip
+
+
+def bf16_accuracy(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Test accuracy and training speed of the default model with and without bf16."""
+    default = default_experiment()
+    data = dataclasses.replace(default.data, root=args.data_root)
+    dataset = load_dataset(data, download=False)
+    recipe = dataclasses.replace(default.train, epochs=args.bf16_accuracy)
+    rows = torch.arange(len(dataset.train))
+    results = []
+    for seed in args.seeds:
+        for bf16 in (False, True):
+            runtime = RuntimeConfig(
+                device=str(device), threads=args.threads, bf16=bf16,
+                channels_last=args.channels_last, compile=args.compile,
+            )  # fmt: skip
+            engine = Engine(runtime)
+            torch.manual_seed(seed)
+            model = build_model(default.model, dataset.channels, dataset.n_classes)
+            began = time.perf_counter()
+            trained = train_model(model, dataset, rows, recipe, engine, seed)
+            seconds = time.perf_counter() - began
+            test = accuracy(engine.logits(trained.model, dataset.test.images), dataset.test.labels)
+            results.append({"seed": seed, "bf16": bf16, "test_acc": test,
+                            "best_val": trained.best_val, "best_epoch": trained.best_epoch,
+                            "seconds": seconds,
+                            "img_per_s": recipe.epochs * len(rows) / seconds})  # fmt: skip
+            print(
+                f"seed {seed}  bf16 {bf16!s:5}  test acc {test:6.2f}%  best val "
+                f"{trained.best_val:6.2f}% (epoch {trained.best_epoch})  {seconds:6.1f} s  "
+                f"{results[-1]['img_per_s']:7.1f} train img/s (validation included)",
+                flush=True,
+            )
+    for bf16 in (False, True):
+        runs = [r for r in results if r["bf16"] == bf16]
+        print(
+            f"bf16 {bf16!s:5}  mean test acc {statistics.mean(r['test_acc'] for r in runs):6.2f}%"
+            f"  mean {statistics.mean(r['img_per_s'] for r in runs):7.1f} img/s"
+        )
+    return results
 
 
 def table(rows: list[Row]) -> str:
@@ -213,22 +277,32 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--models", nargs="+", default=list(SPECS), choices=list(SPECS))
     parser.add_argument("--steps", type=int, default=None, help="train steps per round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating loop/bare rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating loop/bare rounds")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (CPU 1, GPU 10)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--channels-last", action="store_true", help="channels-last model")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--bf16-accuracy", type=int, default=None, metavar="EPOCHS",
+                        help="instead: test accuracy with and without bf16 on BloodMNIST")  # fmt: skip
+    parser.add_argument("--data-root", default=None, help="folder of bloodmnist.npz")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args(argv)
     device = Engine(RuntimeConfig(device=args.device, threads=args.threads)).device
     load = os.getloadavg()
+    if args.bf16_accuracy:
+        results = bf16_accuracy(args, device)
+        print(f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        return []
     began = time.perf_counter()
     rows = [measure(SPECS[name], args, device) for name in args.models]
     seconds = time.perf_counter() - began
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     print(
-        f"device {device} ({name or platform.machine()}), torch {torch.__version__}, "
+        f"device {device} ({name}), torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, bf16 {args.bf16}, channels_last "
         f"{args.channels_last}, compile {args.compile}, crop-flip, {args.rounds} rounds"
     )

@@ -37,6 +37,9 @@ def test_study_runs_each_mode_and_writes_the_aug_table(make_config, tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "AG by augmentation, forget set random-25pct" in report
     assert "AG by augmentation, forget set random-50pct" in report
+    figure = tmp_path / "out" / "ag_by_aug.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "out" / "clinical.png").exists()  # not a binary task
 
 
 def test_aug_table_gives_the_change_against_crop_flip():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -39,10 +41,14 @@ CacheOpt = Annotated[str | None, typer.Option("--cache", help="cache folder for 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda")]
 
 
-def _fail(error: Exception) -> None:
-    """Print a user error in one line and exit with status 2."""
-    errors.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
-    raise typer.Exit(2)
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a user error into one printed line (verbatim, never a traceback) and exit status 2."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        errors.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
+        raise typer.Exit(2) from error
 
 
 def _config(config: Path | None, overrides: list[str] | None, data_root, cache):
@@ -71,12 +77,10 @@ def run(
     """Run an experiment: original model, Retrain, each method, metrics and report."""
     from medunlearn.experiment import run as run_experiment
 
-    try:
+    with _user_errors():
         resolved = _config(config, set_, data_root, cache)
         with RichProgress(errors) as progress:
             rows = run_experiment(resolved, out, progress)
-    except USER_ERRORS as error:
-        _fail(error)
     _print_tables(rows)
     console.print(f"results: {out / 'results.csv'}, {out / 'report.md'}")
 
@@ -93,12 +97,10 @@ def train(
     """Train the original model of a config; writes OUT/model.pt and OUT/config.yaml."""
     from medunlearn.experiment import export_original
 
-    try:
+    with _user_errors():
         resolved = _config(config, set_, data_root, cache)
         with RichProgress(errors) as progress:
             path, meta = export_original(resolved, out, seed, progress)
-    except USER_ERRORS as error:
-        _fail(error)
     console.print(f"model: {path} (best epoch {meta['best_epoch']}, val {meta['best_val']:.2f})")
 
 
@@ -117,15 +119,13 @@ def unlearn(
     """Serve a deletion request: unlearned checkpoint plus an audit report."""
     from medunlearn.deletion import serve_deletion
 
-    try:
+    with _user_errors():
         params = _params(param or [])
         with RichProgress(errors) as progress:
             result = serve_deletion(
                 checkpoint, forget_ids, MethodConfig(method, params), out, data_root,
                 RuntimeConfig(device=device), progress,
             )  # fmt: skip
-    except USER_ERRORS as error:
-        _fail(error)
     console.print(result.report.read_text())
     console.print(f"unlearned model: {result.checkpoint}; audit: {result.report}")
 
@@ -155,7 +155,7 @@ def evaluate(
     from medunlearn.experiment import evaluate_model, load_model
     from medunlearn.forget import load_forget_set
 
-    try:
+    with _user_errors():
         config = config_from_checkpoint(checkpoint, data_root)
         dataset = load_dataset(config.data)
         trained = load_model(checkpoint, config, dataset)
@@ -163,8 +163,6 @@ def evaluate(
         engine = Engine(RuntimeConfig(device=device))
         seed = int(trained.meta.get("seed", 0))
         metrics, _ = evaluate_model(trained.model, dataset, forget_set, engine, seed)
-    except USER_ERRORS as error:
-        _fail(error)
     for key, value in metrics.items():
         console.print(f"{key:>20}: {'n/a' if value is None else f'{value:.4g}'}")
 
@@ -174,12 +172,10 @@ def report(out: Annotated[Path, typer.Argument(help="folder of a finished run")]
     """Print a run's tables again and rewrite its report.md and results.csv."""
     from medunlearn.report import read_results, write_results
 
-    try:
+    with _user_errors():
         rows = read_results(out)
         config = load_config(out / "config.yaml") if (out / "config.yaml").is_file() else None
         write_results(out, rows, config)
-    except USER_ERRORS as error:
-        _fail(error)
     _print_tables(rows)
 
 
@@ -196,7 +192,5 @@ def methods() -> None:
 @app.command("show-config")
 def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Print the resolved config (the default experiment when no file is given)."""
-    try:
+    with _user_errors():
         console.print(dump_config(load_config(config, set_ or [])), markup=False)
-    except USER_ERRORS as error:
-        _fail(error)

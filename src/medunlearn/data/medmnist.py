@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from medmnist import INFO
 from medmnist.info import DEFAULT_ROOT
 
+from medunlearn.data import cache
 from medunlearn.data.dataset import DataError, Dataset, Split
+from medunlearn.store import cache_root
 
 SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
@@ -135,22 +137,47 @@ def load_medmnist(
     root: str | Path | None = None,
     file_size: int | None = None,
     download: bool = True,
+    mmap: bool | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Dataset:
     """Load a 2D MedMNIST dataset with its official splits, validated, at `size` pixels.
 
     `file_size` reads a file of another size and resizes it (e.g. 28 px files used at 64 px).
+    `mmap=True` converts the file once into raw uint8 arrays under
+    `<cache>/arrays/<flag>_<size>/` (cache: `cache_dir`, else $MEDUNLEARN_CACHE, else
+    ~/.cache/medunlearn) and memory-maps them, for sets that do not fit in memory; `None` (the
+    default) does so when the images take more than `cache.MMAP_AUTO_BYTES` (4 GiB).
     """
     info = dataset_info(flag)
     file_size = file_size or size
     path = locate(flag, file_size, root, download)
-    arrays = _read_npz(path)
     n_classes, channels = len(info["label"]), int(info["n_channels"])
-    splits = {}
-    for split in SPLITS:
-        _check_split(arrays, split, file_size, channels, n_classes, path)
-        loaded = _to_split(arrays[f"{split}_images"], arrays[f"{split}_labels"])
-        loaded.images = resize_images(loaded.images, size)
-        splits[split] = loaded
+    if mmap is None:
+        mmap = cache.image_bytes(path, size) > cache.MMAP_AUTO_BYTES
+    fingerprint = None
+    if mmap:
+        folder = cache.arrays_folder(cache_root(cache_dir), flag, size, file_size)
+
+        def validate(arrays: dict) -> None:
+            for split in SPLITS:
+                _check_split(arrays, split, file_size, channels, n_classes, path)
+
+        splits, fingerprint = cache.mapped_splits(
+            path, folder, validate, lambda images: resize_images(images, size)
+        )
+    else:
+        arrays = _read_npz(path)
+        splits = {}
+        for split in SPLITS:
+            _check_split(arrays, split, file_size, channels, n_classes, path)
+            loaded = _to_split(arrays[f"{split}_images"], arrays[f"{split}_labels"])
+            loaded.images = resize_images(loaded.images, size)
+            splits[split] = loaded
     names = [info["label"][str(i)] for i in range(n_classes)]
     task = "binary" if info["task"].startswith("binary") else "multi-class"
-    return Dataset(flag, size, n_classes, channels, names, task=task, **splits)
+    dataset = Dataset(flag, size, n_classes, channels, names, task=task, **splits)
+    if fingerprint is not None:
+        # the hash of the mapped arrays, taken while converting: reading them back whole
+        # (as `Dataset.fingerprint` does) would load the set into memory
+        dataset.__dict__["fingerprint"] = fingerprint
+    return dataset
