@@ -100,8 +100,12 @@ class Engine:
         key = id(tensor)
         cached = self._copies.get(key)
         if cached is None or cached[0] is not tensor:
-            fits = required or self._fits(tensor)
-            moved = tensor.to(self.device, non_blocking=True) if fits else None
+            moved = None
+            if required or self._fits(tensor):
+                # a normal tensor even when first moved by `logits` (under inference mode):
+                # training batches are gathered from the same copy
+                with torch.inference_mode(False):
+                    moved = tensor.to(self.device, non_blocking=True)
             cached = self._copies[key] = (tensor, moved)
         return cached[1]
 
