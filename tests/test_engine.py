@@ -1,5 +1,7 @@
 """Engine: batches cover their rows once per epoch, seeded order, eval-mode inference."""
 
+import platform
+
 import pytest
 import torch
 from torch import nn
@@ -7,7 +9,7 @@ from torch import nn
 from medunlearn.augment import build_augment
 from medunlearn.config import RuntimeConfig
 from medunlearn.data import Split
-from medunlearn.engine import Engine, n_batches, resolve_device
+from medunlearn.engine import Engine, keep_freed_memory, n_batches, resolve_device
 
 
 def _split(n: int) -> Split:
@@ -106,3 +108,18 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             resolve_device("cuda")
+
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc thresholds are glibc's")
+def test_glibc_takes_the_pinned_malloc_thresholds(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert keep_freed_memory()
+
+
+def test_malloc_settings_of_the_user_are_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert not keep_freed_memory()

@@ -2,10 +2,18 @@
 
 import pytest
 import torch
+from torch import nn
 
 from medunlearn.config import ModelConfig
 from medunlearn.experiment import load_model
-from medunlearn.models import ARCHITECTURES, ModelError, Normalize, build_model, model_meta
+from medunlearn.models import (
+    ARCHITECTURES,
+    ModelError,
+    Normalize,
+    build_model,
+    inference_model,
+    model_meta,
+)
 from medunlearn.store import CheckpointError, save_checkpoint
 
 
@@ -44,6 +52,71 @@ def test_cnn_width_sets_the_size():
 def test_unknown_architecture():
     with pytest.raises(ModelError, match="vgg"):
         build_model(ModelConfig(arch="vgg"), 3, 8)
+
+
+def _with_running_stats(model: nn.Module, channels: int, size: int) -> nn.Module:
+    """The model after a few training-mode passes, so batch norm is not the identity."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randint(0, 256, (8, channels, size, size), dtype=torch.uint8))
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_inference_model_folds_batch_norm_and_keeps_the_logits(arch):
+    torch.manual_seed(0)
+    model = _with_running_stats(build_model(_config(arch), 3, 5), 3, 32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        expected = model(images)
+        folded = inference_model(model)
+        logits = folded(images)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_a_model_that_cannot_be_traced_is_used_as_it_is():
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(self.conv(x)) if x.sum() > 0 else x
+
+    model = Branchy()
+    assert inference_model(model) is model
+    assert not model.training
+
+
+def test_cnn_pools_before_its_relu_with_the_values_and_gradients_of_pooling_after():
+    torch.manual_seed(0)
+    model = build_model(_config("cnn"), 3, 4)
+    layers = list(model[1])
+    swapped = list(layers)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.MaxPool2d):  # the reference order: ReLU, then pool
+            swapped[i], swapped[i + 1] = nn.ReLU(), layer
+    reference = nn.Sequential(model[0], nn.Sequential(*swapped))
+    images = torch.randint(0, 256, (5, 3, 28, 28), dtype=torch.uint8)
+    outputs, grads = [], []
+    for net in (model, reference):
+        net.zero_grad()
+        out = net(images)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert torch.equal(outputs[0], outputs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    # the parameters keep the indices of earlier checkpoints
+    assert [k for k in model.state_dict() if k.endswith("weight")] == [
+        "1.0.weight", "1.1.weight", "1.4.weight", "1.5.weight", "1.8.weight", "1.9.weight",
+        "1.12.weight", "1.13.weight", "1.17.weight",
+    ]  # fmt: skip
 
 
 def _saved(tmp_path, config: ModelConfig, channels: int, n_classes: int):

@@ -1,5 +1,7 @@
 """MedMNIST npz loading: the official layout, validation errors, refusals, resizing."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,21 @@ def test_fingerprint_depends_on_content(write_npz, tmp_path):
     b = load_medmnist("bloodmnist", 28, root=second.parent, download=False)
     assert a1.fingerprint == a2.fingerprint
     assert a1.fingerprint != b.fingerprint
+
+
+def test_fingerprint_is_the_hash_of_every_split_in_order(write_npz):
+    path = write_npz("bloodmnist", 16, 8, 8)
+    dataset = load_medmnist("bloodmnist", 28, root=path.parent, download=False)
+    digest = hashlib.sha256()
+    for split in (dataset.train, dataset.val, dataset.test):
+        digest.update(split.images.numpy().tobytes())
+        digest.update(split.labels.numpy().tobytes())
+    assert dataset.fingerprint == digest.hexdigest()[:16]
+    # a non-contiguous view of the same pixels hashes alike
+    dataset.__dict__.pop("fingerprint")
+    dataset.train.images = dataset.train.images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert not dataset.train.images.is_contiguous()
+    assert dataset.fingerprint == digest.hexdigest()[:16]
 
 
 def test_load_dataset_from_config(write_npz):

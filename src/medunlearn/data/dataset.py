@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 
@@ -48,11 +49,15 @@ class Dataset:
 
     @cached_property
     def fingerprint(self) -> str:
-        """A short content hash of all splits (images and labels): identifies the exact data."""
+        """A short content hash of all splits (images and labels): identifies the exact data.
+
+        The arrays' buffers are hashed in place, with no copy (a memory-mapped set is read
+        page by page, never held whole in memory).
+        """
         digest = hashlib.sha256()
         for split in (self.train, self.val, self.test):
-            digest.update(split.images.numpy().tobytes())
-            digest.update(split.labels.numpy().tobytes())
+            for tensor in (split.images, split.labels):
+                digest.update(np.ascontiguousarray(tensor.numpy()).data)
         return digest.hexdigest()[:16]
 
     def describe(self) -> str:

@@ -177,7 +177,7 @@ def load_medmnist(
     task = "binary" if info["task"].startswith("binary") else "multi-class"
     dataset = Dataset(flag, size, n_classes, channels, names, task=task, **splits)
     if fingerprint is not None:
-        # the hash of the mapped arrays, taken while converting: reading them back whole
-        # (as `Dataset.fingerprint` does) would load the set into memory
+        # the hash of the mapped arrays, taken while converting: hashing them again (as
+        # `Dataset.fingerprint` would) reads the whole set back from disk at every load
         dataset.__dict__["fingerprint"] = fingerprint
     return dataset
