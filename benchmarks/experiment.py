@@ -18,7 +18,7 @@ Peak memory: the process's peak RSS (`resource.getrusage`) and, on CUDA,
 
     python benchmarks/experiment.py --quick                  # every epoch count set to 1
     python benchmarks/experiment.py --set train.epochs=2 --set methods.ft.params.epochs=1
-    python benchmarks/experiment.py --data-root ../shared/data --json experiment.json
+    python benchmarks/experiment.py --data-root ../shared/data --device cpu --json experiment.json
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def build_config(args: argparse.Namespace, cache: Path) -> ExperimentConfig:
         config = load_config(args.config, [*quick(config), *args.set])
     if args.data_root:
         config.data.root = str(args.data_root)
+    if args.device:
+        config.runtime.device = args.device
     config.runtime.cache_dir = str(cache)
     return config
 
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, as the CLI's --set")  # fmt: skip
     parser.add_argument("--data-root", default=None, help="folder of the MedMNIST npz files")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (runtime.device)")
     parser.add_argument("--quick", action="store_true", help="every epoch count set to 1")
     parser.add_argument("--out", default=None, help="keep the results here (default: temporary)")
     parser.add_argument("--json", default=None, help="write the phases to this JSON file")

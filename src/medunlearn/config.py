@@ -266,7 +266,7 @@ def dump_config(config: ExperimentConfig) -> str:
 
 
 def default_experiment() -> ExperimentConfig:
-    """BloodMNIST 28 px, 10% random forgetting, six methods: about 7 minutes on 2 idle CPU cores."""
+    """BloodMNIST 28 px, 10% random forgetting, six methods: about 6 minutes on 2 idle CPU cores."""
     quick = {"epochs": 5}
     return ExperimentConfig(
         name="default-bloodmnist-10pct",
