@@ -162,11 +162,12 @@ def _train_once(engine: Engine, model: nn.Module) -> float:
     )
 
 
-def test_compile_unavailable_falls_back_to_eager(monkeypatch):
-    def unavailable(*args, **kwargs):
-        raise RuntimeError("torch.compile is not supported here")
+def _train_with_compile(monkeypatch, fake_compile) -> list[str]:
+    """Train once with runtime.compile under a fake torch.compile; the loss must be eager's.
 
-    monkeypatch.setattr(torch, "compile", unavailable)
+    Returns the messages the engine logged.
+    """
+    monkeypatch.setattr(torch, "compile", fake_compile)
     messages = []
     engine = _engine(compile=True)
     engine.progress.log = messages.append
@@ -174,6 +175,14 @@ def test_compile_unavailable_falls_back_to_eager(monkeypatch):
     eager = _engine()
     expected = _train_once(eager, eager.prepare(_model()))
     assert _train_once(engine, model) == pytest.approx(expected, rel=1e-5)
+    return messages
+
+
+def test_compile_unavailable_falls_back_to_eager(monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("torch.compile is not supported here")
+
+    messages = _train_with_compile(monkeypatch, unavailable)
     assert len(messages) == 1 and "unavailable" in messages[0]
 
 
@@ -189,13 +198,6 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
         return compiled
 
-    monkeypatch.setattr(torch, "compile", failing_compile)
-    messages = []
-    engine = _engine(compile=True)
-    engine.progress.log = messages.append
-    model = engine.prepare(_model())
-    eager = _engine()
-    expected = _train_once(eager, eager.prepare(_model()))
-    assert _train_once(engine, model) == pytest.approx(expected, rel=1e-5)
+    messages = _train_with_compile(monkeypatch, failing_compile)
     assert calls == [1]  # tried once, then eager for good
     assert len(messages) == 1 and "failed" in messages[0]
