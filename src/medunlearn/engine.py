@@ -158,13 +158,12 @@ class Engine:
         return Split(split.images if images is None else images, labels)
 
     def _gather(self, images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Rows of a host tensor on the device: gathered into pinned memory, copied non-blocking.
+        """Rows of a host tensor on the CUDA device (only there do images stay on the host):
+        gathered into pinned memory, copied non-blocking.
 
         The pinned block comes from torch's caching host allocator, which reuses it only once
         the copy reading it is done.
         """
-        if self.device.type != "cuda":
-            return images.index_select(0, rows).to(self.device)
         shape = (len(rows), *images.shape[1:])
         pinned = torch.empty(shape, dtype=images.dtype, pin_memory=True)
         torch.index_select(images, 0, rows, out=pinned)

@@ -238,9 +238,9 @@ def scenarios(config: ExperimentConfig) -> list[ExperimentConfig]:
 
 def validate(config: ExperimentConfig, dataset: Dataset) -> None:
     """Check every method, augmentation, model and forget spec before anything is written."""
-    for mode in [config.train.augment, *config.augmentations]:
-        build_augment(mode)
     check_common(config.train.epochs, config.train.lr, config.train.augment)
+    for mode in config.augmentations:
+        build_augment(mode)
     if config.train.schedule not in SCHEDULES:
         raise ConfigError(
             f"unknown train.schedule '{config.train.schedule}'; choose one of {SCHEDULES}"

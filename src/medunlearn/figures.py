@@ -80,6 +80,46 @@ def _bar_label(stat: Stat) -> str:
     return "" if stat.mean is None else f"{stat.mean:.2f}" if stat.mean < 10 else f"{stat.mean:.1f}"
 
 
+def _figure(width: float, n_panels: int) -> tuple[Figure, Sequence[Axes]]:
+    """A figure of n panels side by side, 3.8 in high, on matplotlib's Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(1, n_panels, squeeze=False)[0]
+
+
+def _bar(axes: Axes, x: float, width: float, stat: Stat, colour: object, label: str) -> None:
+    """One bar at the mean with its std error bar, its value printed above it."""
+    bar = axes.bar(x, stat.mean, width, yerr=stat.std, capsize=2, color=colour, label=label)
+    axes.bar_label(bar, labels=[_bar_label(stat)], fontsize=6, padding=1)
+
+
+def _style(axes: Axes, title: str, unit: str) -> None:
+    """Panel title and axis label, the y axis from 0 with headroom for the labels, a light grid."""
+    axes.set_title(title, fontsize=9)
+    axes.set_ylabel(unit)
+    axes.set_ylim(bottom=0)
+    axes.margins(y=0.15)
+    axes.grid(axis="y", alpha=0.3)
+
+
+def _seeds_suffix(n_seeds: int) -> str:
+    """What the title says about seeds: their number when the bars are means over several."""
+    return f" — mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
+
+
+def _finish(figure: Figure, axes_list: Sequence[Axes], max_columns: int, title: str, path: Path):
+    """One legend for all panels below them, the title above, then the PNG written atomically."""
+    handles, labels = _legend_entries(axes_list)
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center",
+                      ncols=min(len(labels), max_columns))  # fmt: skip
+    figure.suptitle(title, fontsize=10)
+    save_png(figure, Path(path))
+
+
 def _draw_panel(
     axes: Axes,
     panel: Panel,
@@ -96,10 +136,7 @@ def _draw_panel(
             if stat.mean is None:
                 axes.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
                 continue
-            bar = axes.bar(
-                x, stat.mean, width, yerr=stat.std, capsize=2, color=colours[method], label=method
-            )
-            axes.bar_label(bar, labels=[_bar_label(stat)], fontsize=6, padding=1)
+            _bar(axes, x, width, stat, colours[method], method)
         reference = seed_stat(by_method.get(REFERENCE, []), panel.key)
         if reference.mean is not None:
             axes.hlines(
@@ -108,11 +145,7 @@ def _draw_panel(
             )  # fmt: skip
     axes.set_xticks(range(len(groups)), [f"forget {f}" for f in groups])
     axes.set_xlim(-0.5, len(groups) - 0.5)
-    axes.set_title(panel.title, fontsize=9)
-    axes.set_ylabel(panel.unit)
-    axes.set_ylim(bottom=0)
-    axes.margins(y=0.15)
-    axes.grid(axis="y", alpha=0.3)
+    _style(axes, panel.title, panel.unit)
 
 
 def _legend_entries(axes_list: Sequence[Axes]) -> tuple[list, list[str]]:
@@ -136,23 +169,15 @@ def clinical_figure(
     if not rows:
         raise ValueError("no result rows to draw: run an experiment first")
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     groups, methods = _groups(rows), _methods(rows)
     colours = _colours(methods, colormaps["tab10"])
-    figure = Figure(figsize=(4.2 * len(CLINICAL_PANELS), 3.8), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes_list = figure.subplots(1, len(CLINICAL_PANELS), squeeze=False)[0]
+    figure, axes_list = _figure(4.2 * len(CLINICAL_PANELS), len(CLINICAL_PANELS))
     for axes, panel in zip(axes_list, CLINICAL_PANELS, strict=True):
         _draw_panel(axes, panel, groups, methods, colours)
-    handles, labels = _legend_entries(axes_list)
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 7))
     n_seeds = max(len(by_seed) for by_method in groups.values() for by_seed in by_method.values())
-    suffix = f" — mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
-    figure.suptitle(f"{title}{suffix}; Retrain dashed; n/a: undefined", fontsize=10)
-    save_png(figure, Path(path))
+    heading = f"{title}{_seeds_suffix(n_seeds)}; Retrain dashed; n/a: undefined"
+    _finish(figure, axes_list, 7, heading, path)
 
 
 def _by_aug(rows: Sequence[dict], forget: str) -> dict[str, dict[str, list[dict]]]:
@@ -169,16 +194,11 @@ def ag_by_aug_figure(rows: list[dict], path: Path, title: str = "AG by augmentat
     if not rows:
         raise ValueError("no result rows to draw: run an experiment first")
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     forgets = list(dict.fromkeys(str(r.get("forget", "")) for r in rows))
     modes = list(dict.fromkeys(r["aug"] for r in rows))
     palette = colormaps["tab10"]
-    figure = Figure(figsize=(max(4.5, 2.2 + 1.1 * len(modes)) * len(forgets), 3.8),
-                    layout="constrained")  # fmt: skip
-    FigureCanvasAgg(figure)
-    axes_list = figure.subplots(1, len(forgets), squeeze=False)[0]
+    figure, axes_list = _figure(max(4.5, 2.2 + 1.1 * len(modes)) * len(forgets), len(forgets))
     width = 0.8 / len(modes)
     for axes, forget in zip(axes_list, forgets, strict=True):
         table = _by_aug(rows, forget)
@@ -187,20 +207,8 @@ def ag_by_aug_figure(rows: list[dict], path: Path, title: str = "AG by augmentat
                 stat = seed_stat(by_mode.get(mode, []), "ag")
                 if stat.mean is None:
                     continue
-                x = g - 0.4 + width * (m + 0.5)
-                bar = axes.bar(x, stat.mean, width, yerr=stat.std, capsize=2,
-                               color=palette(m % 10), label=mode)  # fmt: skip
-                axes.bar_label(bar, labels=[_bar_label(stat)], fontsize=6, padding=1)
+                _bar(axes, g - 0.4 + width * (m + 0.5), width, stat, palette(m % 10), mode)
         axes.set_xticks(range(len(table)), list(table))
-        axes.set_title(f"forget {forget}", fontsize=9)
-        axes.set_ylabel("AG (points)")
-        axes.set_ylim(bottom=0)
-        axes.margins(y=0.15)
-        axes.grid(axis="y", alpha=0.3)
-    handles, labels = _legend_entries(axes_list)
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
+        _style(axes, f"forget {forget}", "AG (points)")
     n_seeds = len({r["seed"] for r in rows})
-    suffix = f" — mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
-    figure.suptitle(f"{title}{suffix}", fontsize=10)
-    save_png(figure, Path(path))
+    _finish(figure, axes_list, 4, f"{title}{_seeds_suffix(n_seeds)}", path)

@@ -61,9 +61,7 @@ def relabelled_loss(
 
 
 def rl_batches(data: UnlearnData, params: RLParams, context: Context):
-    """The per-epoch batch stream of the chosen loader schedule."""
-    if params.loader not in LOADERS:
-        raise ValueError(f"unknown RL loader '{params.loader}'; choose one of {LOADERS}")
+    """The per-epoch batch stream of the chosen loader schedule (validated by RLParams)."""
     engine, split, size = context.engine, data.dataset.train, params.batch_size
     augment = context.augment(params)
 

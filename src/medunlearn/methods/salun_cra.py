@@ -81,13 +81,14 @@ def cra_loss(
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         entropy = use_entropy[batch.index]
         other = ~entropy
-        n_entropy, n_other = int(entropy.sum()), int(other.sum())
+        n_entropy = int(entropy.sum())
+        n_other = len(batch.index) - n_entropy
         parts = []
         if n_entropy:
             parts.append(n_entropy * negative_entropy(logits[entropy]))
         if n_other:
             parts.append(n_other * relabelled(logits[other], _rows(batch, other)))
-        return sum(parts) / (n_entropy + n_other)
+        return sum(parts) / len(batch.index)
 
     return loss
 
