@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 
 from medunlearn.data.dataset import DataError, Split
+from medunlearn.store import atomic_write, atomic_write_text
 
 FORMAT = "medunlearn-arrays/1"
 SPLITS = ("train", "val", "test")
@@ -135,19 +134,7 @@ def source_key(path: Path) -> dict:
     return {"name": path.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it over `path`."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _to_nchw(rows: np.ndarray) -> torch.Tensor:
+def to_nchw(rows: np.ndarray) -> torch.Tensor:
     """uint8 (n, H, W[, C]) rows as a contiguous (n, C, H, W) tensor."""
     tensor = torch.from_numpy(rows)
     tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
@@ -161,21 +148,21 @@ def _write_images(
     n = header.shape[0]
     row_bytes = max(1, int(np.prod(header.shape[1:], dtype=np.int64)))
     rows_per_chunk = max(1, CHUNK_BYTES // row_bytes)
-    probe = transform(_to_nchw(np.zeros((1, *header.shape[1:]), dtype=np.uint8)))
+    probe = transform(to_nchw(np.zeros((1, *header.shape[1:]), dtype=np.uint8)))
     shape = (n, *probe.shape[1:])
 
     def write(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         start = 0
         for rows in _stream_rows(source, key, rows_per_chunk):
-            chunk = np.ascontiguousarray(transform(_to_nchw(rows)).numpy())
+            chunk = np.ascontiguousarray(transform(to_nchw(rows)).numpy())
             out[start : start + len(chunk)] = chunk
             digest.update(chunk.data)
             start += len(chunk)
         out.flush()
         del out
 
-    _replace_atomically(target, write)
+    atomic_write(target, write)
     return shape
 
 
@@ -244,7 +231,7 @@ def _build(folder: Path, path: Path, source: dict, validate: Validate, transform
         )
         labels = np.ascontiguousarray(arrays[f"{split}_labels"][:, 0].astype(np.int64))
         digest.update(labels.data)
-        _replace_atomically(folder / f"{split}_labels.npy", lambda tmp, a=labels: _save(tmp, a))
+        atomic_write(folder / f"{split}_labels.npy", lambda tmp, a=labels: _save(tmp, a))
         shapes[split] = {"images": list(image_shape), "labels": [len(labels)]}
     meta = {
         "format": FORMAT,
@@ -252,7 +239,7 @@ def _build(folder: Path, path: Path, source: dict, validate: Validate, transform
         "shapes": shapes,
         "fingerprint": digest.hexdigest()[:16],
     }
-    _replace_atomically(folder / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta)))
+    atomic_write_text(folder / "meta.json", json.dumps(meta))
 
 
 def mapped_splits(

@@ -112,9 +112,7 @@ def _check_split(arrays: dict, split: str, size: int, channels: int, n_classes: 
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
     """uint8 (N, H, W[, C]) + (N, 1) arrays -> a Split of (N, C, H, W) uint8 and int64 labels."""
-    tensor = torch.from_numpy(images)
-    tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
-    return Split(tensor.contiguous(), torch.from_numpy(labels[:, 0].astype(np.int64)))
+    return Split(cache.to_nchw(images), torch.from_numpy(labels[:, 0].astype(np.int64)))
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
