@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 import torchvision
 
 from medunlearn.augment import AUG_MODES, build_augment
+from timing import timed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,21 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     return parser.parse_args(argv)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work so wall-clock timings are complete."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of `fn` takes, device work included."""
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def make_train_step(device: torch.device, labels: torch.Tensor) -> Callable[[torch.Tensor], None]:

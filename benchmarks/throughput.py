@@ -48,6 +48,7 @@ from medunlearn.engine import Engine
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.models import build_model
 from medunlearn.training import train_model
+from timing import timed
 
 CHANNELS, CLASSES = 3, 8
 
@@ -101,27 +102,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(device: torch.device, run: Callable[[], object]) -> float:
-    """Seconds one call takes, the device work included."""
-    _sync(device)
-    began = time.perf_counter()
-    run()
-    _sync(device)
-    return time.perf_counter() - began
-
-
-def _layout(engine: Engine, images: torch.Tensor, inference: bool) -> torch.Tensor:
-    """The memory layout the engine feeds the model."""
-    if engine.channels_last or (inference and engine.device.type == "cpu"):
-        return images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
 def _uint8_split(n: int, size: int, seed: int) -> Split:
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(
@@ -137,11 +117,11 @@ def _alternate(
     loop_s, bare_s = [], []
     for r in range(rounds):
         if r % 2:
-            bare_s.append(_timed(device, bare))
-            loop_s.append(_timed(device, loop))
+            bare_s.append(timed(bare, device))
+            loop_s.append(timed(loop, device))
         else:
-            loop_s.append(_timed(device, loop))
-            bare_s.append(_timed(device, bare))
+            loop_s.append(timed(loop, device))
+            bare_s.append(timed(bare, device))
     return loop_s, bare_s
 
 
@@ -175,7 +155,7 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
         batches = engine.batches(split, rows[:n_rows], batch, generator, augment)
         return engine.train_epoch(model, batches, optimizer, loss_fn)
 
-    x = _layout(engine, torch.rand(batch, CHANNELS, spec.size, spec.size, device=device), False)
+    x = engine._memory_format(torch.rand(batch, CHANNELS, spec.size, spec.size, device=device))
     y = torch.randint(0, CLASSES, (batch,), device=device)
 
     def bare(n_steps: int = steps) -> None:
@@ -197,7 +177,7 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     per_chunk = engine.inference_chunk(torch.empty(0, CHANNELS, spec.size, spec.size))
     chunks = max(1, round(eval_batch * chunks / per_chunk))
     eval_split = _uint8_split(per_chunk * chunks, spec.size, seed=2)
-    chunk = _layout(engine, torch.rand(per_chunk, CHANNELS, spec.size, spec.size), True)
+    chunk = engine._memory_format(torch.rand(per_chunk, CHANNELS, spec.size, spec.size), True)
     chunk = chunk.to(device)
 
     def eval_loop() -> torch.Tensor:

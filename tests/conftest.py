@@ -216,3 +216,20 @@ def unlearn_data(blood, forget_set, original) -> UnlearnData:
 def context(engine, cache_dir) -> Context:
     """What a method may use: the CPU engine, seed 0, the tiny recipe, a tmp store."""
     return Context(engine, 0, tiny_train(), ModelConfig(arch="cnn", width=4), Store(cache_dir))
+
+
+@pytest.fixture
+def batch_rows(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
+    """The training rows of every batch the engine hands out: one set per `Engine.batches` call."""
+    calls: list[set[int]] = []
+    real = Engine.batches
+
+    def batches(engine, split, indices, *args, **kwargs):
+        rows: set[int] = set()
+        calls.append(rows)
+        for batch in real(engine, split, indices, *args, **kwargs):
+            rows.update(batch.index.tolist())
+            yield batch
+
+    monkeypatch.setattr(Engine, "batches", batches)
+    return calls

@@ -25,9 +25,7 @@ def _one_thread_runtime(monkeypatch):
 @pytest.fixture
 def config_file(tmp_path, make_config):
     """The tiny experiment as a YAML file, with Retrain and one FT epoch."""
-    config = make_config()
-    config.methods = []
-    data = yaml.safe_load(dump_config(config))
+    data = yaml.safe_load(dump_config(make_config()))
     data["methods"] = [
         {"name": "retrain"},
         {"name": "ft", "params": {"epochs": 1, "batch_size": 16}},

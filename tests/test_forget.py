@@ -27,15 +27,6 @@ def test_random_fraction(blood, fraction):
     assert forget_set.retain_index.tolist() == retain.tolist()
 
 
-def test_random_is_seeded(blood):
-    config = ForgetConfig(mode="random", fraction=0.25)
-    first = select_forget(blood, config, seed=3).forget_ids
-    again = select_forget(blood, config, seed=3).forget_ids
-    other = select_forget(blood, config, seed=4).forget_ids
-    assert first.tolist() == again.tolist()
-    assert first.tolist() != other.tolist()
-
-
 def test_balanced_takes_the_fraction_of_every_class(blood):
     labels = blood.train.labels.numpy()
     forget_set = select_forget(blood, ForgetConfig(mode="balanced", fraction=0.25), seed=0)

@@ -108,11 +108,6 @@ def test_skewed_needs_a_share_in_the_unit_interval(share: float | None) -> None:
         select_forget(_dataset(BREAST), ForgetConfig("skewed", 0.2, positive_share=share))
 
 
-def test_skewed_needs_a_binary_task() -> None:
-    with pytest.raises(ForgetError, match="binary"):
-        select_forget(_dataset(MULTI), ForgetConfig("skewed", 0.2, positive_share=0.5))
-
-
 @pytest.mark.parametrize("mode", ["random", "balanced", "skewed"])
 def test_draws_are_seeded(mode: str) -> None:
     dataset = _dataset(BREAST)

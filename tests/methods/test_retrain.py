@@ -7,34 +7,16 @@ import torch
 
 import medunlearn.methods.retrain as retrain_module
 from medunlearn.config import MethodConfig, TrainConfig
-from medunlearn.engine import Engine
 from medunlearn.methods import Context, unlearn
 
 
-def _spy_rows(monkeypatch) -> list[set[int]]:
-    """Records the rows of every call to Engine.batches (one set per call)."""
-    calls: list[set[int]] = []
-    real = Engine.batches
-
-    def batches(engine, split, indices, *args, **kwargs):
-        rows: set[int] = set()
-        calls.append(rows)
-        for batch in real(engine, split, indices, *args, **kwargs):
-            rows.update(batch.index.tolist())
-            yield batch
-
-    monkeypatch.setattr(Engine, "batches", batches)
-    return calls
-
-
-def test_retrain_never_sees_forget_samples(unlearn_data, context, monkeypatch):
-    calls = _spy_rows(monkeypatch)
+def test_retrain_never_sees_forget_samples(unlearn_data, context, batch_rows):
     unlearn(copy.deepcopy(unlearn_data.original), unlearn_data,
             MethodConfig("retrain", {"epochs": 2}), context)  # fmt: skip
     forget = set(unlearn_data.forget_index.tolist())
     retain = set(unlearn_data.retain_index.tolist())
-    assert len(calls) == 2  # one pass per epoch
-    for rows in calls:
+    assert len(batch_rows) == 2  # one pass per epoch
+    for rows in batch_rows:
         assert rows == retain
         assert not rows & forget
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medunlearn.config import ConfigError, MethodConfig, ModelConfig, RuntimeConfig
+from medunlearn.config import ConfigError, MethodConfig, ModelConfig
 from medunlearn.data.dataset import Dataset, Split
 from medunlearn.engine import Batch, Engine
 from medunlearn.forget import ForgetSet
@@ -60,9 +60,9 @@ def _data(dataset: Dataset | None = None) -> UnlearnData:
 
 
 @pytest.fixture
-def context() -> Context:
-    """A one-thread CPU engine (tiny ops crawl when threads contend), seed 0, no cache."""
-    return Context(Engine(RuntimeConfig(device="cpu", threads=1)), seed=0)
+def context(engine: Engine) -> Context:
+    """The shared one-thread CPU engine, seed 0; no store and no recipe (unlike conftest's)."""
+    return Context(engine, seed=0)
 
 
 @pytest.fixture
