@@ -7,8 +7,10 @@ resident random float batch of the same shape, with the same model and the same 
 on one resident float chunk of the engine's inference chunk size.
 
 The bare batches take the memory layout the engine feeds (channels-last where it uses it), so
-a ratio measures the engine's own overhead; the loop feeds uint8 images, so its figure also
-holds the model's uint8-to-float normalisation, which the float bare batch skips. On the CPU
+a training ratio measures the engine's own overhead; the loop feeds uint8 images, so its figure
+also holds the model's uint8-to-float normalisation, which the float bare batch skips. The
+inference loop runs the engine's inference graph (batch norm folded, oneDNN regions on the CPU)
+and the bare pass the model as built, so that ratio also holds what the graph gains. On the CPU
 the batches and steps are cut to keep the default run to a few minutes (the small-stem ResNet
 at 64 px trains at ~13 img/s on 2 cores: batch 16, 3 steps); on a GPU they are full size. Loop and bare runs alternate over `--rounds`
 rounds (the first of each pair alternating too); rates are medians over the rounds and each

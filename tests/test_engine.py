@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 from medunlearn.augment import build_augment
-from medunlearn.config import RuntimeConfig
+from medunlearn.config import ModelConfig, RuntimeConfig
 from medunlearn.data import Split
 from medunlearn.engine import Engine, keep_freed_memory, n_batches, resolve_device
+from medunlearn.models import build_model
 
 
 def _split(n: int) -> Split:
@@ -76,6 +77,18 @@ def test_logits_in_eval_mode_and_in_order(engine):
     assert torch.allclose(logits, expected)
     assert torch.allclose(engine.logits(model, images), logits, atol=1e-6)
     assert small.logits(model, images[:0]).numel() == 0
+
+
+def test_cpu_logits_of_a_cnn_match_the_model_in_float32_only_on_onednn(engine):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="cnn", width=4), 3, 5)
+    images = torch.randint(0, 256, (300, 3, 28, 28), dtype=torch.uint8)
+    logits = engine.logits(model, images)
+    with torch.inference_mode():
+        expected = model.eval()(images)
+    assert torch.allclose(logits, expected, rtol=1e-4, atol=1e-5)
+    assert engine.onednn == torch.backends.mkldnn.is_available()
+    assert not Engine(RuntimeConfig(device="cpu", threads=1, bf16=True)).onednn
 
 
 def test_train_epoch_returns_mean_loss_and_steps(engine):

@@ -79,6 +79,64 @@ def test_inference_model_folds_batch_norm_and_keeps_the_logits(arch):
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
+onednn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN"
+)
+
+
+def _conversions(graph: nn.Module) -> list[str]:
+    """The layout conversions a oneDNN graph makes, in order."""
+    return [n.target for n in graph.graph.nodes if n.target in ("to_mkldnn", "to_dense")]
+
+
+@onednn
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_onednn_layout_keeps_the_logits_of_every_architecture(arch):
+    torch.manual_seed(0)
+    model = _with_running_stats(build_model(_config(arch), 3, 5), 3, 32)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        expected = model(images)
+        graph = inference_model(model, onednn=True)
+        logits = graph(images)
+    assert torch.allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    assert logits.layout == torch.strided
+    # one region: from the first conv (after Normalize) to the head's flatten
+    assert _conversions(graph) == ["to_mkldnn", "to_dense"]
+
+
+class _Mixed(nn.Module):
+    """Convs next to ops oneDNN tensors do not take: each must get dense inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.reflect = nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.dilated = nn.MaxPool2d(2, dilation=2)
+        self.conv3 = nn.Conv2d(4, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.conv1(x))
+        b = self.conv2(torch.sigmoid(a)) + 1.0
+        c = self.conv3(self.dilated(self.reflect(a) + b))
+        return self.pool(c + a.mean()).flatten(1)
+
+
+@onednn
+def test_onednn_layout_hands_dense_tensors_to_ops_outside_onednn():
+    torch.manual_seed(0)
+    model = _Mixed().eval()
+    images = torch.rand(3, 3, 12, 12)
+    with torch.inference_mode():
+        expected = model(images)
+        graph = inference_model(model, onednn=True)
+        logits = graph(images)
+    assert torch.allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    assert "to_mkldnn" in _conversions(graph)
+
+
 def test_a_model_that_cannot_be_traced_is_used_as_it_is():
     class Branchy(nn.Module):
         def __init__(self) -> None:
