@@ -137,8 +137,8 @@ def test_logits_equal_the_model_in_eval_mode(channels):
 
 def test_cpu_inference_chunks_are_capped_by_pixels():
     engine = _engine(eval_batch_size=1024)
-    assert engine.inference_chunk(torch.empty(0, 3, 28, 28)) == 128
-    assert engine.inference_chunk(torch.empty(0, 3, 64, 64)) == 24
+    assert engine.inference_chunk(torch.empty(0, 3, 28, 28)) == 256
+    assert engine.inference_chunk(torch.empty(0, 3, 64, 64)) == 49
     assert engine.inference_chunk(torch.empty(0, 3, 4, 4)) == 1024  # eval_batch_size bounds it
     assert _engine(eval_batch_size=50).inference_chunk(torch.empty(0, 3, 28, 28)) == 50
 
