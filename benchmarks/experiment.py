@@ -9,8 +9,9 @@ library's functions from here (the library itself carries no timing code):
   shown on its own line);
 - one line per method (Retrain first): unlearning only;
 - evaluation + metrics: the per-row evaluation (one inference pass over train and test, then
-  UA / RA / TA / MIA and, on binary tasks, clinical metrics), split into inference and metrics
-  (the MIA's SVC among them); its share of the total is the figure to watch;
+  UA / RA / TA and, on binary tasks, clinical metrics, and the MIA's inputs) and the MIA's
+  attacks (SVC), fitted in parallel once a forget set's methods have trained; split into
+  inference, metrics and MIA; its share of the total is the figure to watch;
 - other: what is left (forget-set selection, checkpoints, result files and report).
 
 Peak memory: the process's peak RSS (`resource.getrusage`) and, on CUDA,
@@ -39,7 +40,6 @@ from typing import Any
 import torch
 
 import medunlearn.experiment as experiment
-import medunlearn.metrics as metrics
 from medunlearn.config import ExperimentConfig, load_config
 from medunlearn.engine import Engine
 
@@ -114,10 +114,11 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
     timer.wrap(experiment, "load_dataset", "data")
     timer.wrap(experiment, "train_original", "original")
     timer.wrap(experiment, "run_method", lambda method, *a, **k: f"method {method.display_name}")
-    timer.wrap(experiment, "evaluate_model", "evaluation + metrics")
+    timer.wrap(experiment, "evaluate_row", "evaluation rows")
     timer.wrap(experiment, "predict", "  inference (train + test)")
-    timer.wrap(experiment, "compute_metrics", "  metrics")
-    timer.wrap(metrics, "mia_efficacy", "    of which MIA (SVC)")
+    timer.wrap(experiment, "metrics_before_mia", "  metrics")
+    timer.wrap(experiment, "mia_inputs", "  metrics")
+    timer.wrap(experiment, "finish_mia", "  MIA (SVC, attacks in parallel)")
 
     def logits_phase(engine, model, images, description=""):
         if description == "validation":
@@ -134,6 +135,13 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
     return dict(timer.seconds), rows, total
 
 
+def evaluation_seconds(seconds: dict) -> float:
+    """Evaluation and metrics: the rows' passes and metrics, and the MIA's attacks."""
+    return seconds.get("evaluation rows", 0.0) + seconds.get(
+        "  MIA (SVC, attacks in parallel)", 0.0
+    )
+
+
 def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str, float]]:
     """(label, seconds) in report order; indented labels are parts of the line above."""
     lines = [
@@ -145,9 +153,9 @@ def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str
     methods = [k for k in seconds if k.startswith("method ")]
     methods.sort(key=lambda k: (k != "method retrain", k))
     lines += [(k.removeprefix("method "), seconds[k]) for k in methods]
-    evaluation = seconds.get("evaluation + metrics", 0.0)
+    evaluation = evaluation_seconds(seconds)
     lines.append((f"evaluation + metrics ({len(rows)} rows)", evaluation))
-    for key in ("  inference (train + test)", "  metrics", "    of which MIA (SVC)"):
+    for key in ("  inference (train + test)", "  metrics", "  MIA (SVC, attacks in parallel)"):
         lines.append((key, seconds.get(key, 0.0)))
     accounted = seconds.get("data", 0.0) + seconds.get("original", 0.0) + evaluation
     accounted += sum(seconds[k] for k in methods)
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         seconds, rows, total = run_timed(config, out)
         after = os.getloadavg()
     lines = phase_lines(seconds, rows, total)
-    evaluation = seconds.get("evaluation + metrics", 0.0)
+    evaluation = evaluation_seconds(seconds)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     peak_cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized() else None
     overrides = " ".join(f"--set {s}" for s in args.set)

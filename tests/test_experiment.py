@@ -10,9 +10,11 @@ import yaml
 import medunlearn.experiment as experiment
 import medunlearn.methods.retrain as retrain_module
 from medunlearn.config import ConfigError, ForgetConfig, MethodConfig, load_config
-from medunlearn.data import DataError
-from medunlearn.forget import ForgetError
+from medunlearn.data import DataError, load_dataset
+from medunlearn.engine import Engine
+from medunlearn.forget import ForgetError, load_forget_set
 from medunlearn.models import ModelError
+from medunlearn.store import Store, cache_root
 
 METRICS = ("ua", "ra", "ta", "mia", "ag")
 METHODS = [
@@ -68,6 +70,8 @@ def test_run_writes_every_file(finished):
         saved = json.loads((folder / f"{method}.json").read_text())
         assert saved["row"]["method"] == method
         assert saved["run_key"]
+        assert "mia_pending" not in saved
+    assert not list(folder.glob("*.npz"))  # every attack's inputs dropped once it ran
     assert json.loads((out / "results.json").read_text()) == rows
 
 
@@ -92,6 +96,44 @@ def test_second_run_reuses_everything(finished, monkeypatch):
     monkeypatch.setattr(experiment, "unlearn", forbidden)
     again = experiment.run(config, out)
     assert again == rows
+
+
+def test_run_stopped_before_the_attacks_resumes_without_training(
+    make_config, tmp_path, monkeypatch
+):
+    """Rows are kept with their MIA pending; the resumed run fits the attacks on their inputs."""
+    config, out = make_config(METHODS), tmp_path / "out"
+    monkeypatch.setattr(experiment, "finish_mia", _raise(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(config, out)
+    folder = _run_folder(out)
+    names = ["original", "retrain", "ft", "rl", "salun"]
+    expected = {}
+    for name in names:
+        saved = json.loads((folder / f"{name}.json").read_text())
+        assert saved["mia_pending"] and saved["row"]["mia"] is None
+        assert saved["row"]["ua"] is not None
+        expected[name] = experiment._load_mia_inputs(folder / f"{name}.mia.npz").efficacy()
+    monkeypatch.undo()
+    for owner, name in ((experiment, "train_model"), (retrain_module, "train_model"),
+                        (experiment, "unlearn")):  # fmt: skip
+        monkeypatch.setattr(owner, name, _raise(AssertionError("trained again")))
+    rows = experiment.run(config, out)
+    assert {r["method"]: r["mia"] for r in rows} == expected
+    assert not list(folder.glob("*.npz"))
+    engine, dataset = Engine(config.runtime), load_dataset(config.data)
+    store = Store(cache_root(config.runtime.cache_dir))
+    original = experiment.train_original(config, dataset, engine, store, 0)
+    forget_set = load_forget_set(folder / "forget_set.json", dataset)
+    inline, _ = experiment.evaluate_model(original.model, dataset, forget_set, engine, 0)
+    assert inline == {k: rows[0][k] for k in inline}  # deferred attack == inline attack
+
+
+def _raise(error: BaseException):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
 
 
 def test_new_output_folder_reuses_cached_original_and_retrain(finished, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from medunlearn.engine import Engine
 from medunlearn.forget import ForgetSet
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.clinical import clinical_metrics
-from medunlearn.metrics.mia import mia_efficacy, true_class_confidence
+from medunlearn.metrics.mia import MiaInputs, true_class_confidence
 
 
 @dataclass
@@ -51,22 +51,40 @@ def clinical_summary(predictions: Predictions, dataset: Dataset, forget_set: For
     }
 
 
-def compute_metrics(
+def mia_inputs(
     predictions: Predictions, dataset: Dataset, forget_set: ForgetSet, seed: int = 0
+) -> MiaInputs:
+    """The MIA's inputs: retain samples are members, test samples non-members."""
+    confidence = true_class_confidence(predictions.train, dataset.train.labels)
+    return MiaInputs(
+        confidence[forget_set.retain_index.numpy()],
+        true_class_confidence(predictions.test, dataset.test.labels),
+        confidence[forget_set.forget_index.numpy()],
+        seed,
+    )
+
+
+def metrics_before_mia(
+    predictions: Predictions, dataset: Dataset, forget_set: ForgetSet
 ) -> dict[str, float | None]:
-    """UA, RA, TA, MIA-efficacy (percent), plus clinical metrics on binary tasks."""
+    """UA, RA, TA (percent), the MIA's place left None, plus clinical metrics on binary tasks."""
     labels = dataset.train.labels
     forget, retain = forget_set.forget_index, forget_set.retain_index
-    confidence = true_class_confidence(predictions.train, labels)
-    test_confidence = true_class_confidence(predictions.test, dataset.test.labels)
     metrics: dict[str, float | None] = {
         "ua": 100.0 - accuracy(predictions.train[forget], labels[forget]),
         "ra": accuracy(predictions.train[retain], labels[retain]),
         "ta": accuracy(predictions.test, dataset.test.labels),
-        "mia": mia_efficacy(
-            confidence[retain.numpy()], test_confidence, confidence[forget.numpy()], seed
-        ),
+        "mia": None,
     }
     if dataset.n_classes == 2 and dataset.positive_class == 1:
         metrics.update(clinical_summary(predictions, dataset, forget_set))
+    return metrics
+
+
+def compute_metrics(
+    predictions: Predictions, dataset: Dataset, forget_set: ForgetSet, seed: int = 0
+) -> dict[str, float | None]:
+    """UA, RA, TA, MIA-efficacy (percent), plus clinical metrics on binary tasks."""
+    metrics = metrics_before_mia(predictions, dataset, forget_set)
+    metrics["mia"] = mia_inputs(predictions, dataset, forget_set, seed).efficacy()
     return metrics
