@@ -3,6 +3,7 @@ and nothing written for bad input."""
 
 import csv
 import json
+import threading
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ METHODS = [
     MethodConfig("rl", {"epochs": 1, "batch_size": 16}),
     MethodConfig("salun", {"epochs": 1, "batch_size": 16}),
 ]
+METHOD_ROWS = ["original", "retrain", "ft", "rl", "salun"]  # the rows a run of METHODS gives
 
 
 def _run_folder(out, seed=0):
@@ -56,7 +58,7 @@ def test_run_writes_every_file(finished):
     header = list(table[0])
     wanted = ["method", "seed", "ua", "ra", "ta", "mia", "ag", "rte_min"]
     assert [c for c in header if c in wanted] == wanted
-    assert [r["method"] for r in table] == ["original", "retrain", "ft", "rl", "salun"]
+    assert [r["method"] for r in table] == METHOD_ROWS
     for row in table:
         assert row["seed"] == "0"
         for key in (*METRICS, "rte_min"):
@@ -66,7 +68,7 @@ def test_run_writes_every_file(finished):
     assert "random-25pct" in folder.parts
     forget = json.loads((folder / "forget_set.json").read_text())
     assert forget["n_forget"] == 16
-    for method in ("original", "retrain", "ft", "rl", "salun"):
+    for method in METHOD_ROWS:
         saved = json.loads((folder / f"{method}.json").read_text())
         assert saved["row"]["method"] == method
         assert saved["run_key"]
@@ -94,8 +96,11 @@ def test_second_run_reuses_everything(finished, monkeypatch):
     monkeypatch.setattr(experiment, "train_model", forbidden)
     monkeypatch.setattr(retrain_module, "train_model", forbidden)
     monkeypatch.setattr(experiment, "unlearn", forbidden)
+    stray = _run_folder(out) / "ft.mia.npz"  # as a stop right after the row was finished leaves
+    stray.write_bytes(b"")
     again = experiment.run(config, out)
     assert again == rows
+    assert not stray.exists()
 
 
 def test_run_stopped_before_the_attacks_resumes_without_training(
@@ -107,9 +112,8 @@ def test_run_stopped_before_the_attacks_resumes_without_training(
     with pytest.raises(KeyboardInterrupt):
         experiment.run(config, out)
     folder = _run_folder(out)
-    names = ["original", "retrain", "ft", "rl", "salun"]
     expected = {}
-    for name in names:
+    for name in METHOD_ROWS:
         saved = json.loads((folder / f"{name}.json").read_text())
         assert saved["mia_pending"] and saved["row"]["mia"] is None
         assert saved["row"]["ua"] is not None
@@ -127,6 +131,32 @@ def test_run_stopped_before_the_attacks_resumes_without_training(
     forget_set = load_forget_set(folder / "forget_set.json", dataset)
     inline, _ = experiment.evaluate_model(original.model, dataset, forget_set, engine, 0)
     assert inline == {k: rows[0][k] for k in inline}  # deferred attack == inline attack
+
+
+def test_attacks_that_finished_before_one_failed_are_kept(make_config, tmp_path, monkeypatch):
+    config, out = make_config(METHODS), tmp_path / "out"
+    timed, calls, lock = experiment._timed_efficacy, [], threading.Lock()
+
+    def third_fails(inputs):
+        with lock:
+            calls.append(len(calls))
+            if len(calls) == 3:
+                raise RuntimeError("attack failed")
+        return timed(inputs)
+
+    monkeypatch.setattr(experiment, "_timed_efficacy", third_fails)
+    with pytest.raises(RuntimeError, match="attack failed"):
+        experiment.run(config, out)
+    folder = _run_folder(out)
+    saved = [json.loads((folder / f"{name}.json").read_text()) for name in METHOD_ROWS]
+    done = [s for s in saved if "mia_pending" not in s]
+    assert len(done) <= 2  # the third attack failed: at most the first two were written
+    assert all(s["row"]["mia"] is not None for s in done)
+    assert len(list(folder.glob("*.mia.npz"))) == 5 - len(done)
+    monkeypatch.undo()
+    rows = experiment.run(config, out)
+    assert all(r["mia"] is not None for r in rows)
+    assert not list(folder.glob("*.npz"))
 
 
 def _raise(error: BaseException):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from medunlearn.config import ModelConfig
 from medunlearn.experiment import load_model
@@ -135,6 +136,79 @@ def test_onednn_layout_hands_dense_tensors_to_ops_outside_onednn():
         logits = graph(images)
     assert torch.allclose(logits, expected, rtol=1e-5, atol=1e-6)
     assert "to_mkldnn" in _conversions(graph)
+
+
+class _ReadAfterInPlace(nn.Module):
+    """An in-place ReLU whose input another op reads after it: it must see the change."""
+
+    def __init__(self, relu: nn.Module) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.relu = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1), relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv1(x)
+        b = self.relu(a)
+        return (self.conv2(b) + torch.sigmoid(a)).flatten(1)
+
+
+class _Broadcast(nn.Module):
+    """A sum of a feature map and its pooled (N, C, 1, 1) mean: oneDNN's sum does not broadcast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.conv(x))
+        return (a + self.pool(a)).flatten(1)
+
+
+class _FunctionalRelu(nn.Module):
+    """Convs around `F.relu`, which fx records with an `inplace` option."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.conv1(x))).flatten(1)
+
+
+class _SamePadding(nn.Module):
+    """A conv with padding='same' and an even kernel, which oneDNN does not take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 4, padding="same"), nn.Conv2d(4, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x)).flatten(1)
+
+
+@onednn
+@pytest.mark.parametrize(
+    ("model", "conversions"),
+    [
+        (_ReadAfterInPlace(nn.ReLU(inplace=True)), []),
+        (_ReadAfterInPlace(nn.LeakyReLU(0.1, inplace=True)), []),
+        (_ReadAfterInPlace(nn.ReLU()), ["to_mkldnn", "to_dense", "to_dense"]),
+        (_Broadcast(), ["to_mkldnn", "to_dense"]),
+        (_FunctionalRelu(), ["to_mkldnn", "to_dense"]),
+        (_SamePadding(), ["to_mkldnn", "to_dense"]),
+    ],
+    ids=["in-place-relu", "in-place-leaky-relu", "relu", "broadcast", "f-relu", "same-padding"],
+)
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_onednn_layout_keeps_the_logits_of_in_place_broadcasting_and_padded_ops(model, conversions):
+    torch.manual_seed(0)
+    model.eval()
+    images = torch.rand(2, 3, 9, 9)
+    with torch.inference_mode():
+        expected = model(images)
+        graph = inference_model(model, onednn=True)
+        logits = graph(images)
+    assert torch.allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    assert _conversions(graph) == conversions
 
 
 def test_a_model_that_cannot_be_traced_is_used_as_it_is():

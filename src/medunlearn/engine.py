@@ -5,7 +5,7 @@ Data stays uint8 and is moved to the device once (`resident`); each batch is gat
 device: the loss is summed on the device and read once per epoch. On the CPU, inference feeds
 channels-last chunks of at most ~200k pixels per channel (activations that stay in cache: about
 3x faster for the small CNN than 1024-image NCHW chunks), and float32 models run their conv
-regions on oneDNN tensors (another 13-25% for the small CNN and ResNet-18). On CUDA,
+regions on oneDNN tensors (another 14-28% for the small CNN and ResNet-18 at 28 px). On CUDA,
 splits that do not fit in half the free device memory stay on the host (a memory-mapped set):
 each batch is gathered into pinned memory and copied without blocking. On a glibc host, a CPU
 engine pins malloc's thresholds so freed activations are reused instead of re-faulted.

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +174,8 @@ def _mia_path(path: Path) -> Path:
 
 
 def _save_mia_inputs(path: Path, inputs: MiaInputs) -> None:
+    """Write a pending row's attack inputs (one npz array per field), atomically."""
+
     def write(tmp: Path) -> None:
         with tmp.open("wb") as handle:
             np.savez(handle, **dataclasses.asdict(inputs))
@@ -182,36 +184,46 @@ def _save_mia_inputs(path: Path, inputs: MiaInputs) -> None:
 
 
 def _load_mia_inputs(path: Path) -> MiaInputs:
+    """Read back the attack inputs `_save_mia_inputs` wrote."""
     with np.load(path, allow_pickle=False) as saved:
-        return MiaInputs(saved["retain"], saved["test"], saved["forget"], int(saved["seed"]))
+        fields = {field.name: saved[field.name] for field in dataclasses.fields(MiaInputs)}
+    return MiaInputs(**{**fields, "seed": int(fields["seed"])})
+
+
+def _finish_row(path: Path, row: dict, mia: float, seconds: float) -> None:
+    """Write a row with its MIA, then drop its saved attack inputs."""
+    row["mia"] = mia
+    row["eval_s"] += seconds
+    saved = {**json.loads(path.read_text()), "row": row}
+    del saved["mia_pending"]
+    atomic_write_json(path, saved)
+    _mia_path(path).unlink(missing_ok=True)
 
 
 def finish_mia(paths: list[Path], rows: list[dict], engine: Engine) -> None:
-    """Fit the attacks of the rows whose MIA is pending, several at once, and write them whole.
+    """Fit the attacks of the rows whose MIA is pending, several at once; write each when done.
 
     They run after the forget set's trainings, never beside one: on a CPU an SVC would take a
     core from that training and inflate its RTE. libsvm releases the GIL, so threads fit
-    attacks in parallel (1.8-1.9x on 2 cores).
+    attacks in parallel (1.8-1.9x on 2 cores), as many as torch has threads.
     """
     pending = [(path, row) for path, row in zip(paths, rows, strict=True)
                if json.loads(path.read_text()).get("mia_pending")]  # fmt: skip
     if not pending:
         return
-    inputs = [_load_mia_inputs(_mia_path(path)) for path, _ in pending]
-    workers = min(usable_cores(), len(pending), MIA_WORKERS)
-    with (
-        engine.progress.task("membership inference", len(pending)) as task,
-        ThreadPoolExecutor(workers) as pool,
-    ):
-        results = pool.map(_timed_efficacy, inputs)
-        for (path, row), (mia, seconds) in zip(pending, results, strict=True):
-            row["mia"] = mia
-            row["eval_s"] += seconds
-            saved = {**json.loads(path.read_text()), "row": row}
-            del saved["mia_pending"]
-            atomic_write_json(path, saved)
-            _mia_path(path).unlink()
-            task.advance()
+    workers = min(torch.get_num_threads(), usable_cores(), len(pending), MIA_WORKERS)
+    pool = ThreadPoolExecutor(workers)
+    try:
+        with engine.progress.task("membership inference", len(pending)) as task:
+            futures = {
+                pool.submit(_timed_efficacy, _load_mia_inputs(_mia_path(path))): (path, row)
+                for path, row in pending
+            }
+            for future in as_completed(futures):
+                _finish_row(*futures[future], *future.result())
+                task.advance()
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _run_row(
@@ -229,8 +241,10 @@ def _run_row(
     """
     if path.is_file():
         saved = json.loads(path.read_text())
-        inputs_kept = not saved.get("mia_pending") or _mia_path(path).is_file()
-        if saved.get("run_key") == run_key and inputs_kept:
+        pending = saved.get("mia_pending", False)
+        if not pending:  # inputs left by a stop between finishing the row and deleting them
+            _mia_path(path).unlink(missing_ok=True)
+        if saved.get("run_key") == run_key and (not pending or _mia_path(path).is_file()):
             context.engine.progress.log(f"{method.display_name}: done earlier, {path}")
             return saved["row"]
     context.name = f"{method.display_name} s{context.seed}"

@@ -102,71 +102,111 @@ def inference_model(model: nn.Module, onednn: bool = False) -> nn.Module:
 
 
 def _runs_on_onednn(module: nn.Module) -> bool:
-    """Whether a module takes oneDNN tensors as it is configured (no padding modes, dilated or
-    index-returning pools, or adaptive pools to more than one cell: oneDNN has none of them)."""
+    """Whether a module takes oneDNN tensors as it is configured (no padding modes or string
+    paddings, dilated or index-returning pools, or adaptive pools to more than one cell)."""
     if isinstance(module, nn.Conv2d):
-        return module.padding_mode == "zeros"
+        return module.padding_mode == "zeros" and not isinstance(module.padding, str)
     if isinstance(module, nn.MaxPool2d):
         return module.dilation in (1, (1, 1)) and not module.return_indices
     if isinstance(module, nn.AdaptiveAvgPool2d):
         return module.output_size in (1, (1, 1))
-    return isinstance(module, (nn.ReLU, nn.Identity))
+    return isinstance(module, nn.ReLU)
+
+
+def _onednn_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The sum of two oneDNN tensors; one that broadcasts (oneDNN's sum does not) adds dense."""
+    if a.shape == b.shape:
+        return a + b
+    return (a.to_dense() + b.to_dense()).to_mkldnn()
 
 
 # functions that take oneDNN tensors when all their arguments are (residual sums, ReLU)
-ONEDNN_FUNCTIONS = (operator.add, torch.add, torch.relu, F.relu)
+ONEDNN_SUMS = (operator.add, torch.add)
+ONEDNN_FUNCTIONS = (*ONEDNN_SUMS, torch.relu, torch.relu_, F.relu)
 
 
 def _onednn_call(node: fx.Node) -> bool:
-    """A call of one of ONEDNN_FUNCTIONS on graph values only (no scalars, no options)."""
+    """A call of one of ONEDNN_FUNCTIONS on graph values, with no option but `inplace`."""
     return (
         node.op == "call_function"
         and node.target in ONEDNN_FUNCTIONS
-        and not node.kwargs
+        and set(node.kwargs) <= {"inplace"}
         and all(isinstance(arg, fx.Node) for arg in node.args)
     )
+
+
+# operators that write into their first argument (fx traces `x += y` as a plain add)
+IN_PLACE_OPERATORS = (operator.setitem, operator.iadd, operator.isub, operator.imul)
+
+
+def _mutates(node: fx.Node, module: nn.Module | None) -> bool:
+    """Whether a node changes its first input in place (`inplace=True`, `relu_`, `x.add_(y)`)."""
+    if module is not None:
+        return getattr(module, "inplace", False) is True
+    if node.kwargs.get("inplace") is True or node.target in IN_PLACE_OPERATORS:
+        return True
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    return isinstance(name, str) and name.endswith("_") and not name.startswith("__")
+
+
+def _drop_identities(graph: fx.GraphModule) -> None:
+    """Remove `nn.Identity` calls (the small stem's max-pool): they only alias their input."""
+    modules = dict(graph.named_modules())
+    for node in list(graph.graph.nodes):
+        if node.op == "call_module" and isinstance(modules[node.target], nn.Identity):
+            node.replace_all_uses_with(node.args[0])
+            graph.graph.erase_node(node)
+
+
+def _onednn_region(nodes: fx.Graph, modules: dict[str, nn.Module]) -> set[fx.Node] | None:
+    """The nodes to run on oneDNN tensors, or None where an in-place op forbids the rewrite.
+
+    Each conv opens a region, and ops that take oneDNN tensors continue it while all their
+    tensor inputs are in it. A conversion copies a value, so an in-place op is only safe on a
+    value of the region that nothing else reads (the ReLUs of our models); any other would
+    change a copy where the model changes the original, and the graph then stays dense.
+    """
+    region: set[fx.Node] = set()
+    for node in nodes.nodes:
+        inputs = node.all_input_nodes
+        module = modules.get(node.target) if node.op == "call_module" else None
+        opens = isinstance(module, nn.Conv2d) and _runs_on_onednn(module)
+        continues = (
+            bool(inputs)
+            and all(value in region for value in inputs)
+            and (_runs_on_onednn(module) if module is not None else _onednn_call(node))
+        )
+        if opens or continues:
+            region.add(node)
+        if _mutates(node, module) and not (continues and len(inputs[0].users) == 1):
+            return None
+    return region
 
 
 def onednn_layout(graph: fx.GraphModule) -> fx.GraphModule:
     """Run the conv regions of a traced float32 model on oneDNN (mkldnn) tensors.
 
     oneDNN then keeps activations in its blocked layout from conv to conv instead of reordering
-    them at every op: 13-25% faster inference for the small CNN and ResNet-18 on a CPU, neutral
-    for the small-stem ResNet (`benchmarks/throughput.py`). Each conv opens a region, ops that
-    take oneDNN tensors continue it while all their tensor inputs are in it, and every other
-    op gets its inputs back as dense tensors, so the logits are those of the dense graph up to
-    float rounding. The graph is changed in place and returned.
+    them at every op: 14-28% faster inference for the small CNN and ResNet-18 at 28 px on a
+    CPU, neutral for the small-stem ResNet (`benchmarks/throughput.py`). Ops outside a region
+    (`_onednn_region`) get their inputs back as dense tensors, so the logits are those of the
+    dense graph up to float rounding. The graph is changed in place and returned.
     """
-    modules = dict(graph.named_modules())
+    _drop_identities(graph)
     nodes = graph.graph
-    blocked: set[fx.Node] = set()
+    region = _onednn_region(nodes, dict(graph.named_modules())) or set()
     converted: dict[tuple[fx.Node, str], fx.Node] = {}
-
-    def convert(value: fx.Node, method: str, user: fx.Node) -> None:
-        """Feed `user` the value converted by `method` (one conversion per value and method)."""
-        if (value, method) not in converted:
-            with nodes.inserting_after(value):
-                converted[value, method] = nodes.call_method(method, (value,))
-        user.replace_input_with(value, converted[value, method])
-
     for node in list(nodes.nodes):
-        inputs = node.all_input_nodes
-        module = modules.get(node.target) if node.op == "call_module" else None
-        opens = isinstance(module, nn.Conv2d) and _runs_on_onednn(module)
-        continues = (
-            bool(inputs)
-            and all(value in blocked for value in inputs)
-            and (_runs_on_onednn(module) if module is not None else _onednn_call(node))
-        )
-        if opens or continues:
-            blocked.add(node)
-            for value in inputs:
-                if value not in blocked:
-                    convert(value, "to_mkldnn", node)
-        else:
-            for value in inputs:
-                if value in blocked:
-                    convert(value, "to_dense", node)
+        if node in region and node.target in ONEDNN_SUMS:
+            node.target = _onednn_add
+        for value in node.all_input_nodes:
+            if (value in region) == (node in region):
+                continue
+            method = "to_dense" if value in region else "to_mkldnn"
+            if (value, method) not in converted:
+                with nodes.inserting_after(value):
+                    converted[value, method] = nodes.call_method(method, (value,))
+            node.replace_input_with(value, converted[value, method])
     nodes.lint()
     graph.recompile()
     return graph
