@@ -118,7 +118,7 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
     timer.wrap(experiment, "predict", "  inference (train + test)")
     timer.wrap(experiment, "metrics_before_mia", "  metrics")
     timer.wrap(experiment, "mia_inputs", "  metrics")
-    timer.wrap(experiment, "finish_mia", "  MIA (SVC, attacks in parallel)")
+    timer.wrap(experiment.PendingAttacks, "finish", "  MIA (SVC, attacks in parallel)")
 
     def logits_phase(engine, model, images, description=""):
         if description == "validation":

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +48,7 @@ from medunlearn.store import (
 from medunlearn.training import SCHEDULES, train_model
 
 RETRAIN = MethodConfig("retrain")
-# most attacks fitted at once after a forget set's trainings (each holds up to libsvm's 200 MB
-# kernel cache)
+# most MIA attacks fitted at once (each holds up to libsvm's 200 MB kernel cache)
 MIA_WORKERS = 4
 
 
@@ -190,40 +189,64 @@ def _load_mia_inputs(path: Path) -> MiaInputs:
     return MiaInputs(**{**fields, "seed": int(fields["seed"])})
 
 
-def _finish_row(path: Path, row: dict, mia: float, seconds: float) -> None:
-    """Write a row with its MIA, then drop its saved attack inputs."""
+def attacks_in_background(engine: Engine) -> bool:
+    """Whether attacks may run while methods train: yes when the device is not the CPU."""
+    return engine.device.type != "cpu"
+
+
+class PendingAttacks:
+    """The MIA attacks of a forget set's rows, fitted in threads (libsvm releases the GIL).
+
+    On a CPU they wait for `finish`, after the forget set's trainings: an SVC beside a training
+    would take a core from it and inflate its RTE; together they run 1.8-1.9x faster on 2
+    cores. When a GPU trains, the CPU is free, so each attack starts as soon as its row is
+    written and fits while the next method trains. Each row is written as its attack ends;
+    leaving the block (a failure, a stop) cancels the attacks not started.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.background = attacks_in_background(engine)
+        workers = min(torch.get_num_threads(), usable_cores(), MIA_WORKERS)
+        self.pool = ThreadPoolExecutor(workers)
+        self.waiting: list[tuple[Path, dict]] = []
+        self.futures: list[Future] = []
+
+    def __enter__(self) -> PendingAttacks:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def add(self, path: Path, row: dict) -> None:
+        """A row written with its MIA pending: attack it now (GPU) or at `finish` (CPU)."""
+        self.waiting.append((path, row))
+        if self.background:
+            self._start()
+
+    def _start(self) -> None:
+        for path, row in self.waiting:
+            self.futures.append(self.pool.submit(_attack_row, path, row))
+        self.waiting.clear()
+
+    def finish(self) -> None:
+        """Run the attacks still waiting and return once every row is written."""
+        self._start()
+        with self.engine.progress.task("membership inference", len(self.futures)) as task:
+            for future in as_completed(self.futures):
+                future.result()
+                task.advance()
+
+
+def _attack_row(path: Path, row: dict) -> None:
+    """Fit a pending row's attack on its saved inputs and write the row whole."""
+    mia, seconds = _timed_efficacy(_load_mia_inputs(_mia_path(path)))
     row["mia"] = mia
     row["eval_s"] += seconds
     saved = {**json.loads(path.read_text()), "row": row}
     del saved["mia_pending"]
     atomic_write_json(path, saved)
     _mia_path(path).unlink(missing_ok=True)
-
-
-def finish_mia(paths: list[Path], rows: list[dict], engine: Engine) -> None:
-    """Fit the attacks of the rows whose MIA is pending, several at once; write each when done.
-
-    They run after the forget set's trainings, never beside one: on a CPU an SVC would take a
-    core from that training and inflate its RTE. libsvm releases the GIL, so threads fit
-    attacks in parallel (1.8-1.9x on 2 cores), as many as torch has threads.
-    """
-    pending = [(path, row) for path, row in zip(paths, rows, strict=True)
-               if json.loads(path.read_text()).get("mia_pending")]  # fmt: skip
-    if not pending:
-        return
-    workers = min(torch.get_num_threads(), usable_cores(), len(pending), MIA_WORKERS)
-    pool = ThreadPoolExecutor(workers)
-    try:
-        with engine.progress.task("membership inference", len(pending)) as task:
-            futures = {
-                pool.submit(_timed_efficacy, _load_mia_inputs(_mia_path(path))): (path, row)
-                for path, row in pending
-            }
-            for future in as_completed(futures):
-                _finish_row(*futures[future], *future.result())
-                task.advance()
-    finally:
-        pool.shutdown(cancel_futures=True)
 
 
 def _run_row(
@@ -236,8 +259,8 @@ def _run_row(
 ) -> dict:
     """One method's metrics row, read back from its JSON when this exact run already finished.
 
-    A new row is written with its MIA pending (the attack's inputs saved beside it) for
-    `finish_mia`, so an interruption before the attacks loses no training.
+    A new row is written with its MIA pending ("mia": None, the attack's inputs saved beside
+    it) for `PendingAttacks`, so an interruption before the attacks loses no training.
     """
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -299,7 +322,7 @@ def run_forget_set(
 ) -> list[dict]:
     """Rows of every method for one forget spec and seed; saves the forget set beside them.
 
-    The rows' attacks (MIA) are fitted together once every method has trained.
+    The rows' attacks (MIA) are fitted by `PendingAttacks`.
     """
     seed = context.seed
     forget_set = select_forget(dataset, forget_config, seed)
@@ -307,15 +330,18 @@ def run_forget_set(
     folder = out / "runs" / config.train.augment / forget_config.label / f"seed{seed}"
     forget_set.save(folder / "forget_set.json")
     data = UnlearnData(dataset, forget_set, original.model)
-    rows, paths = [], []
-    for method in method_list(config):
-        run_key = fingerprint(
-            data_key(dataset), config.model, config.train, config.runtime.bf16,
-            forget_set.forget_ids.tolist(), method, seed,
-        )  # fmt: skip
-        paths.append(folder / f"{method.display_name}.json")
-        rows.append(_run_row(method, data, original, context, paths[-1], run_key))
-    finish_mia(paths, rows, context.engine)
+    rows = []
+    with PendingAttacks(context.engine) as attacks:
+        for method in method_list(config):
+            run_key = fingerprint(
+                data_key(dataset), config.model, config.train, config.runtime.bf16,
+                forget_set.forget_ids.tolist(), method, seed,
+            )  # fmt: skip
+            path = folder / f"{method.display_name}.json"
+            rows.append(_run_row(method, data, original, context, path, run_key))
+            if rows[-1]["mia"] is None:
+                attacks.add(path, rows[-1])
+        attacks.finish()
     return rows
 
 
