@@ -4,13 +4,20 @@ and nothing written for bad input."""
 import csv
 import json
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
 
 import medunlearn.experiment as experiment
 import medunlearn.methods.retrain as retrain_module
-from medunlearn.config import ConfigError, ForgetConfig, MethodConfig, load_config
+from medunlearn.config import (
+    ConfigError,
+    ForgetConfig,
+    MethodConfig,
+    RuntimeConfig,
+    load_config,
+)
 from medunlearn.data import DataError, load_dataset
 from medunlearn.engine import Engine
 from medunlearn.forget import ForgetError, load_forget_set
@@ -178,6 +185,47 @@ def test_attacks_beside_a_gpu_training_start_as_rows_are_written_with_the_same_r
     assert [r["mia"] for r in again] == [r["mia"] for r in rows]
 
 
+@pytest.fixture
+def attack_log(monkeypatch):
+    """Attacks started beside training; each logs its path and waits for `release`."""
+    release, started = threading.Event(), []
+
+    def attack(path, row):
+        started.append(path)
+        release.wait(10)
+        if row.get("fail"):
+            raise RuntimeError("attack failed")
+
+    monkeypatch.setattr(experiment, "_attack_row", attack)
+    monkeypatch.setattr(experiment, "attacks_in_background", lambda engine: True)
+    return release, started
+
+
+def test_leaving_pending_attacks_cancels_those_not_started(attack_log):
+    release, started = attack_log
+    threading.Timer(1.0, release.set).start()  # after the block has been left
+    with (
+        pytest.raises(KeyboardInterrupt),
+        experiment.PendingAttacks(Engine(RuntimeConfig(device="cpu", threads=1))) as attacks,
+    ):
+        for name in ("a", "b", "c"):
+            attacks.add(Path(name), {})
+        raise KeyboardInterrupt
+    assert started == [Path("a")]  # one thread: "b" and "c" were waiting, and are cancelled
+
+
+def test_a_failed_background_attack_stops_the_run_at_the_next_row(attack_log):
+    release, started = attack_log
+    release.set()
+    with experiment.PendingAttacks(Engine(RuntimeConfig(device="cpu", threads=1))) as attacks:
+        attacks.add(Path("a"), {"fail": True})
+        for future in attacks.futures:
+            future.exception()  # wait for it
+        with pytest.raises(RuntimeError, match="attack failed"):
+            attacks.add(Path("b"), {})
+    assert started == [Path("a")]
+
+
 def _raise(error: BaseException):
     def fail(*args, **kwargs):
         raise error
@@ -260,6 +308,14 @@ def test_other_seed_other_forget_set(make_config, tmp_path):
         pytest.param(
             lambda c: c.methods.append(MethodConfig("rl", {"loader": "interleaved"})), ValueError,
             id="unknown-rl-loader",
+        ),
+        pytest.param(
+            lambda c: c.methods.extend([MethodConfig("ft"), MethodConfig("ft", {"lr": 0.1})]),
+            ConfigError, id="same-method-name-twice",
+        ),
+        pytest.param(
+            lambda c: c.methods.append(MethodConfig("ft", label="original")), ConfigError,
+            id="method-labelled-original",
         ),
     ],
 )  # fmt: skip

@@ -161,6 +161,30 @@ class _FunctionalRelu(nn.Module):
         return self.conv2(F.relu(self.conv1(x))).flatten(1)
 
 
+class _WriteInto(nn.Module):
+    """A conv output written into by an op outside any region (`out=`, an aten overload)."""
+
+    def __init__(self, write) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.write = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 3), write
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv1(x)
+        self.write(a)
+        return self.conv2(a).flatten(1)
+
+
+class _KeywordIdentity(nn.Module):
+    """An identity called with a keyword argument, between two convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.same, self.conv2 = nn.Conv2d(3, 4, 3), nn.Identity(), nn.Conv2d(4, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.same(input=self.conv1(x))).flatten(1)
+
+
 class _SamePadding(nn.Module):
     """A conv with padding='same' and an even kernel, which oneDNN does not take."""
 
@@ -183,8 +207,22 @@ class _SamePadding(nn.Module):
         (_Broadcast, ["to_mkldnn", "to_dense"]),
         (_FunctionalRelu, ["to_mkldnn", "to_dense"]),
         (_SamePadding, ["to_mkldnn", "to_dense"]),
+        (lambda: _WriteInto(lambda a: torch.clamp(a * 2.0, min=0, out=a)), []),
+        (lambda: _WriteInto(lambda a: torch.ops.aten.add_.Tensor(a, a)), []),
+        (_KeywordIdentity, ["to_mkldnn", "to_dense", "to_mkldnn", "to_dense"]),
     ],
-    ids=["mixed", "in-place-relu", "in-place-leaky", "relu", "broadcast", "f-relu", "same-pad"],
+    ids=[
+        "mixed",
+        "in-place-relu",
+        "in-place-leaky",
+        "relu",
+        "broadcast",
+        "f-relu",
+        "same-pad",
+        "out",
+        "aten-add_",
+        "keyword-identity",
+    ],
 )
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_onednn_layout_keeps_the_logits_of_graphs_it_cannot_run_whole(make, conversions):
@@ -200,18 +238,56 @@ def test_onednn_layout_keeps_the_logits_of_graphs_it_cannot_run_whole(make, conv
     assert _conversions(graph) == conversions
 
 
-def test_a_model_that_cannot_be_traced_is_used_as_it_is():
-    class Branchy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.norm = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+class _Branchy(nn.Module):
+    """Control flow on a tensor's value: fx cannot trace it."""
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.norm(self.conv(x)) if x.sum() > 0 else x
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
 
-    model = Branchy()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x)) if x.sum() > 0 else x
+
+
+class _AssignsItems(_Branchy):
+    """Item assignment: fx cannot trace it either."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x))
+        y[:, 0] = 0.0
+        return y
+
+
+@pytest.mark.parametrize("make", [_Branchy, _AssignsItems])
+def test_a_model_that_cannot_be_traced_is_used_as_it_is(make):
+    model = make()
     assert inference_model(model) is model
     assert not model.training
+
+
+def test_a_conv_called_before_two_norms_is_not_folded():
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm1, self.norm2 = (
+                nn.Conv2d(3, 4, 3),
+                nn.BatchNorm2d(4),
+                nn.BatchNorm2d(4),
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm1(self.conv(x)) + self.norm2(self.conv(x))
+
+    torch.manual_seed(0)
+    model = Shared()
+    for norm in (model.norm1, model.norm2):
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+    images = torch.rand(2, 3, 8, 8)
+    with torch.inference_mode():
+        expected = model.eval()(images)
+        logits = inference_model(model)(images)
+    assert torch.allclose(logits, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_cnn_pools_before_its_relu_with_the_values_and_gradients_of_pooling_after():

@@ -222,6 +222,9 @@ class PendingAttacks:
         """A row written with its MIA pending: attack it now (GPU) or at `finish` (CPU)."""
         self.waiting.append((path, row))
         if self.background:
+            for future in self.futures:  # an attack that already failed stops the run now
+                if future.done() and future.exception():
+                    raise future.exception()
             self._start()
 
     def _start(self) -> None:
@@ -367,6 +370,12 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
             f"unknown train.schedule '{config.train.schedule}'; choose one of {SCHEDULES}"
         )
     build_model(config.model, dataset.channels, dataset.n_classes)
+    names = [method.display_name for method in method_list(config)]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ConfigError(
+            f"more than one method is named {repeated}: give each a distinct 'label' "
+            "(a method's row and files are named by it)"
+        )
     for method in config.methods:
         method_params(method.name, method.params)
         get_method(method.name).check_data(dataset)

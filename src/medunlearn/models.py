@@ -89,16 +89,25 @@ def inference_model(model: nn.Module, onednn: bool = False) -> nn.Module:
     up to float rounding with one pass less over each activation (about 10% faster for the
     small CNN on a CPU). With `onednn` (float32 CPU inference), conv regions also run on
     oneDNN's own tensors (`onednn_layout`). The model is not changed: the graph shares its
-    other modules. A model that cannot be traced (data-dependent control flow) is returned as
-    it is.
+    other modules. A model that calls a conv or norm twice is not folded; one that cannot be
+    traced (data-dependent control flow, item assignment) is returned as it is.
     """
     model.eval()
     try:
         graph = fx.GraphModule(model, _Tracer().trace(model))
-    except fx.proxy.TraceError:
+    except (fx.proxy.TraceError, TypeError):  # control flow on values, item assignment
         return model
-    graph = fuse(graph, inplace=True, no_trace=True)
+    if _calls_convs_and_norms_once(graph):
+        graph = fuse(graph, inplace=True, no_trace=True)
     return onednn_layout(graph) if onednn else graph
+
+
+def _calls_convs_and_norms_once(graph: fx.GraphModule) -> bool:
+    """Whether folding is exact: `fuse` would fold a conv called twice into one of its norms."""
+    modules = dict(graph.named_modules())
+    calls = [node.target for node in graph.graph.nodes if node.op == "call_module"
+             and isinstance(modules[node.target], (nn.Conv2d, nn.BatchNorm2d))]  # fmt: skip
+    return len(calls) == len(set(calls))
 
 
 def _runs_on_onednn(module: nn.Module) -> bool:
@@ -140,11 +149,15 @@ IN_PLACE_OPERATORS = (operator.setitem, operator.iadd, operator.isub, operator.i
 
 
 def _mutates(node: fx.Node, module: nn.Module | None) -> bool:
-    """Whether a node changes its first input in place (`inplace=True`, `relu_`, `x.add_(y)`)."""
+    """Whether a node writes into one of its inputs (`inplace=True`, `relu_`, `out=`, `x[i] = y`)."""
     if module is not None:
         return getattr(module, "inplace", False) is True
-    if node.kwargs.get("inplace") is True or node.target in IN_PLACE_OPERATORS:
+    if node.kwargs.get("inplace") is True or "out" in node.kwargs:
         return True
+    if node.target in IN_PLACE_OPERATORS:
+        return True
+    if isinstance(node.target, torch._ops.OpOverload):  # aten ops say so in their schema
+        return node.target._schema.is_mutable
     name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
     return isinstance(name, str) and name.endswith("_") and not name.startswith("__")
 
@@ -153,7 +166,8 @@ def _drop_identities(graph: fx.GraphModule) -> None:
     """Remove `nn.Identity` calls (the small stem's max-pool): they only alias their input."""
     modules = dict(graph.named_modules())
     for node in list(graph.graph.nodes):
-        if node.op == "call_module" and isinstance(modules[node.target], nn.Identity):
+        identity = node.op == "call_module" and isinstance(modules[node.target], nn.Identity)
+        if identity and len(node.args) == 1 and not node.kwargs:
             node.replace_all_uses_with(node.args[0])
             graph.graph.erase_node(node)
 
