@@ -162,9 +162,8 @@ def _mutates(node: fx.Node, module: nn.Module | None) -> bool:
     return isinstance(name, str) and name.endswith("_") and not name.startswith("__")
 
 
-def _drop_identities(graph: fx.GraphModule) -> None:
+def _drop_identities(graph: fx.GraphModule, modules: dict[str, nn.Module]) -> None:
     """Remove `nn.Identity` calls (the small stem's max-pool): they only alias their input."""
-    modules = dict(graph.named_modules())
     for node in list(graph.graph.nodes):
         identity = node.op == "call_module" and isinstance(modules[node.target], nn.Identity)
         if identity and len(node.args) == 1 and not node.kwargs:
@@ -206,9 +205,10 @@ def onednn_layout(graph: fx.GraphModule) -> fx.GraphModule:
     (`_onednn_region`) get their inputs back as dense tensors, so the logits are those of the
     dense graph up to float rounding. The graph is changed in place and returned.
     """
-    _drop_identities(graph)
+    modules = dict(graph.named_modules())
+    _drop_identities(graph, modules)
     nodes = graph.graph
-    region = _onednn_region(nodes, dict(graph.named_modules())) or set()
+    region = _onednn_region(nodes, modules) or set()
     converted: dict[tuple[fx.Node, str], fx.Node] = {}
     for node in list(nodes.nodes):
         if node in region and node.target in ONEDNN_SUMS:
