@@ -207,9 +207,9 @@ def forget_set(blood) -> ForgetSet:
 
 
 @pytest.fixture
-def unlearn_data(blood, forget_set, original) -> UnlearnData:
-    """The fixture, its forget set and the trained model."""
-    return UnlearnData(blood, forget_set, original)
+def unlearn_data(blood, forget_set) -> UnlearnData:
+    """The fixture and its forget set."""
+    return UnlearnData(blood, forget_set)
 
 
 @pytest.fixture

@@ -97,18 +97,18 @@ def test_train_unlearn_evaluate_report(config_file, tmp_path):
     model_dir = tmp_path / "model"
     result = _ok(_invoke("train", config_file, "--out", model_dir))
     assert "best epoch 1" in result.stdout
-    assert (model_dir / "model.pt").is_file() and (model_dir / "config.yaml").is_file()
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.yaml").is_file()
 
     ids = tmp_path / "ids.txt"
     ids.write_text("1 2 3 10 20\n")
     deletion = tmp_path / "deletion"
-    result = _ok(_invoke("unlearn", "--checkpoint", model_dir / "model.pt", "--forget-ids", ids,
+    result = _ok(_invoke("unlearn", "--checkpoint", model_dir / "model.safetensors", "--forget-ids", ids,
                          "--method", "ft", "-p", "epochs=1", "--param", "batch_size=16",
                          "--out", deletion, "--device", "cpu"))  # fmt: skip
     assert "Deletion audit report" in result.stdout
-    assert (deletion / "unlearned.pt").is_file() and (deletion / "audit.md").is_file()
+    assert (deletion / "unlearned.safetensors").is_file() and (deletion / "audit.md").is_file()
 
-    result = _ok(_invoke("evaluate", "--checkpoint", deletion / "unlearned.pt",
+    result = _ok(_invoke("evaluate", "--checkpoint", deletion / "unlearned.safetensors",
                          "--forget-ids", deletion / "forget_set.json", "--device", "cpu"))  # fmt: skip
     values = _printed_metrics(result)
     assert set(values) >= {"ua", "ra", "ta", "mia"}
@@ -198,10 +198,10 @@ def test_evaluate_agrees_with_the_audit(config_file, tmp_path):
     for seed in (1, 2, 3):
         model_dir, deletion = tmp_path / f"model{seed}", tmp_path / f"deletion{seed}"
         _ok(_invoke("train", config_file, "--out", model_dir, "--seed", seed))
-        _ok(_invoke("unlearn", "--checkpoint", model_dir / "model.pt", "--forget-ids", ids,
+        _ok(_invoke("unlearn", "--checkpoint", model_dir / "model.safetensors", "--forget-ids", ids,
                     "--method", "ft", "-p", "epochs=1", "--out", deletion, "--device", "cpu"))  # fmt: skip
         audit = json.loads((deletion / "audit.json").read_text())["after"]
-        result = _ok(_invoke("evaluate", "--checkpoint", deletion / "unlearned.pt",
+        result = _ok(_invoke("evaluate", "--checkpoint", deletion / "unlearned.safetensors",
                              "--forget-ids", ids, "--device", "cpu"))  # fmt: skip
         shown = _printed_metrics(result)
         for key in ("ua", "ra", "ta", "mia"):

@@ -168,7 +168,8 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(_write(tmp_path, "train: [unclosed\n"))
 
 
-def test_forget_label():
-    assert ForgetConfig(mode="random", fraction=0.1).label == "random-10pct"
-    assert ForgetConfig(mode="class", classes=[2, 5]).label == "class-2-5"
-    assert ForgetConfig(mode="ids", ids_file="x/ids.txt").label == "ids-ids"
+def test_forget_display_name():
+    assert ForgetConfig(mode="random", fraction=0.1).display_name == "random-10pct"
+    assert ForgetConfig(mode="class", classes=[2, 5]).display_name == "class-2-5"
+    assert ForgetConfig(mode="ids", ids_file="x/ids.txt").display_name == "ids-ids"
+    assert ForgetConfig(mode="ids", ids_file="x/ids.txt", label="alice").display_name == "alice"

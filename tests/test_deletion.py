@@ -4,10 +4,11 @@ import json
 
 import pytest
 
+from medunlearn.checkpoints import load_model
 from medunlearn.config import ForgetConfig, MethodConfig
 from medunlearn.data.medmnist import load_medmnist
 from medunlearn.deletion import config_from_checkpoint, file_sha256, serve_deletion
-from medunlearn.experiment import export_original, load_model
+from medunlearn.experiment import export_original
 from medunlearn.forget import ForgetError, select_forget
 from medunlearn.store import CheckpointError, load_checkpoint
 
@@ -32,9 +33,9 @@ def test_serve_deletion_writes_checkpoint_and_audit(checkpoint, tmp_path, runtim
     before_hash = file_sha256(checkpoint)
     result = serve_deletion(checkpoint, ids, MethodConfig(method, {"epochs": 1, "batch_size": 16}),
                             out, runtime=runtime)  # fmt: skip
-    assert result.checkpoint == out / "unlearned.pt"
+    assert result.checkpoint == out / "unlearned.safetensors"
     assert result.report == out / "audit.md"
-    for name in ("unlearned.pt", "audit.md", "audit.json", "forget_set.json"):
+    for name in ("unlearned.safetensors", "audit.md", "audit.json", "forget_set.json"):
         assert (out / name).is_file(), name
     assert file_sha256(checkpoint) == before_hash  # the input is never changed
 
@@ -42,7 +43,7 @@ def test_serve_deletion_writes_checkpoint_and_audit(checkpoint, tmp_path, runtim
     request = audit["request"]
     assert request["n_forget"] == 5 and request["method"] == method
     assert request["input_sha256"] == before_hash
-    assert request["output_sha256"] == file_sha256(out / "unlearned.pt")
+    assert request["output_sha256"] == file_sha256(out / "unlearned.safetensors")
     for side in ("before", "after"):
         assert set(audit[side]) >= {"ua", "ra", "ta", "mia"}
     assert audit["before"] == pytest.approx(result.before)
@@ -54,8 +55,8 @@ def test_serve_deletion_writes_checkpoint_and_audit(checkpoint, tmp_path, runtim
     assert before_hash[:16] in report
 
     # the unlearned checkpoint loads as a model of the same kind, with changed weights
-    config = config_from_checkpoint(out / "unlearned.pt", None)
-    unlearned = load_model(out / "unlearned.pt", config, blood)
+    config = config_from_checkpoint(out / "unlearned.safetensors", None)
+    unlearned = load_model(out / "unlearned.safetensors", config.model, blood)
     assert unlearned.meta["unlearned"] == method
     original_state, _ = load_checkpoint(checkpoint)
     new_state = unlearned.model.state_dict()

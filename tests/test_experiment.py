@@ -4,24 +4,26 @@ and nothing written for bad input."""
 import csv
 import json
 import threading
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import yaml
 
 import medunlearn.experiment as experiment
 import medunlearn.methods.retrain as retrain_module
+import medunlearn.metrics.mia as mia_module
+from medunlearn.checkpoints import load_model
 from medunlearn.config import (
     ConfigError,
     ForgetConfig,
     MethodConfig,
-    RuntimeConfig,
     load_config,
 )
 from medunlearn.data import DataError, load_dataset
 from medunlearn.engine import Engine
 from medunlearn.forget import ForgetError, load_forget_set
-from medunlearn.models import ModelError
+from medunlearn.metrics import evaluate_model
+from medunlearn.metrics.mia import load_inputs
 from medunlearn.store import Store, cache_root
 
 METRICS = ("ua", "ra", "ta", "mia", "ag")
@@ -124,7 +126,7 @@ def test_run_stopped_before_the_attacks_resumes_without_training(
         saved = json.loads((folder / f"{name}.json").read_text())
         assert saved["mia_pending"] and saved["row"]["mia"] is None
         assert saved["row"]["ua"] is not None
-        expected[name] = experiment._load_mia_inputs(folder / f"{name}.mia.npz").efficacy()
+        expected[name] = load_inputs(folder / f"{name}.mia.npz").efficacy()
     monkeypatch.undo()
     for owner, name in ((experiment, "train_model"), (retrain_module, "train_model"),
                         (experiment, "unlearn")):  # fmt: skip
@@ -136,13 +138,13 @@ def test_run_stopped_before_the_attacks_resumes_without_training(
     store = Store(cache_root(config.runtime.cache_dir))
     original = experiment.train_original(config, dataset, engine, store, 0)
     forget_set = load_forget_set(folder / "forget_set.json", dataset)
-    inline, _ = experiment.evaluate_model(original.model, dataset, forget_set, engine, 0)
+    inline, _ = evaluate_model(original.model, dataset, forget_set, engine, 0)
     assert inline == {k: rows[0][k] for k in inline}  # deferred attack == inline attack
 
 
 def test_attacks_that_finished_before_one_failed_are_kept(make_config, tmp_path, monkeypatch):
     config, out = make_config(METHODS), tmp_path / "out"
-    timed, calls, lock = experiment._timed_efficacy, [], threading.Lock()
+    timed, calls, lock = mia_module.timed_efficacy, [], threading.Lock()
 
     def third_fails(inputs):
         with lock:
@@ -151,7 +153,7 @@ def test_attacks_that_finished_before_one_failed_are_kept(make_config, tmp_path,
                 raise RuntimeError("attack failed")
         return timed(inputs)
 
-    monkeypatch.setattr(experiment, "_timed_efficacy", third_fails)
+    monkeypatch.setattr(mia_module, "timed_efficacy", third_fails)
     with pytest.raises(RuntimeError, match="attack failed"):
         experiment.run(config, out)
     folder = _run_folder(out)
@@ -178,52 +180,11 @@ def test_attacks_beside_a_gpu_training_start_as_rows_are_written_with_the_same_r
         started.append(len(attacks.futures))
         finish(attacks)
 
-    monkeypatch.setattr(experiment, "attacks_in_background", lambda engine: True)
+    monkeypatch.setattr(mia_module, "attacks_in_background", lambda engine: True)
     monkeypatch.setattr(experiment.PendingAttacks, "finish", count_started)
     again = experiment.run(config, tmp_path / "again")
     assert started == [len(METHOD_ROWS)]  # all submitted before the forget set's end
     assert [r["mia"] for r in again] == [r["mia"] for r in rows]
-
-
-@pytest.fixture
-def attack_log(monkeypatch):
-    """Attacks started beside training; each logs its path and waits for `release`."""
-    release, started = threading.Event(), []
-
-    def attack(path, row):
-        started.append(path)
-        release.wait(10)
-        if row.get("fail"):
-            raise RuntimeError("attack failed")
-
-    monkeypatch.setattr(experiment, "_attack_row", attack)
-    monkeypatch.setattr(experiment, "attacks_in_background", lambda engine: True)
-    return release, started
-
-
-def test_leaving_pending_attacks_cancels_those_not_started(attack_log):
-    release, started = attack_log
-    threading.Timer(1.0, release.set).start()  # after the block has been left
-    with (
-        pytest.raises(KeyboardInterrupt),
-        experiment.PendingAttacks(Engine(RuntimeConfig(device="cpu", threads=1))) as attacks,
-    ):
-        for name in ("a", "b", "c"):
-            attacks.add(Path(name), {})
-        raise KeyboardInterrupt
-    assert started == [Path("a")]  # one thread: "b" and "c" were waiting, and are cancelled
-
-
-def test_a_failed_background_attack_stops_the_run_at_the_next_row(attack_log):
-    release, started = attack_log
-    release.set()
-    with experiment.PendingAttacks(Engine(RuntimeConfig(device="cpu", threads=1))) as attacks:
-        attacks.add(Path("a"), {"fail": True})
-        for future in attacks.futures:
-            future.exception()  # wait for it
-        with pytest.raises(RuntimeError, match="attack failed"):
-            attacks.add(Path("b"), {})
-    assert started == [Path("a")]
 
 
 def _raise(error: BaseException):
@@ -290,24 +251,26 @@ def test_other_seed_other_forget_set(make_config, tmp_path):
                      id="unknown-method"),
         pytest.param(lambda c: c.methods.append(MethodConfig("salun", {"ratoi": 0.5})),
                      ConfigError, id="unknown-hyper-parameter"),
-        pytest.param(lambda c: setattr(c.forget[0], "fraction", 1.0), ForgetError,
-                     id="fraction-1"),
+        pytest.param(lambda c: setattr(c, "forget", [replace(c.forget[0], fraction=1.0)]),
+                     ConfigError, id="fraction-1"),
         pytest.param(lambda c: c.forget.append(ForgetConfig(mode="class", classes=[9])),
                      ForgetError, id="class-out-of-range"),
-        pytest.param(lambda c: setattr(c.train, "augment", "mixup"), ValueError,
-                     id="unknown-augment"),
-        pytest.param(lambda c: setattr(c.model, "arch", "vgg"), ModelError, id="unknown-arch"),
+        pytest.param(lambda c: setattr(c, "train", replace(c.train, augment="mixup")),
+                     ConfigError, id="unknown-augment"),
+        pytest.param(lambda c: setattr(c, "model", replace(c.model, arch="vgg")), ConfigError,
+                     id="unknown-arch"),
         pytest.param(lambda c: setattr(c, "seeds", []), ConfigError, id="no-seeds"),
         pytest.param(
-            lambda c: setattr(c.train, "schedule", "linear"), ValueError, id="unknown-schedule",
+            lambda c: setattr(c, "train", replace(c.train, schedule="linear")), ConfigError,
+            id="unknown-schedule",
         ),
         pytest.param(
-            lambda c: c.methods.append(MethodConfig("salun", {"ratio": 0.0})), ValueError,
+            lambda c: c.methods.append(MethodConfig("salun", {"ratio": 0.0})), ConfigError,
             id="salun-ratio-0",
         ),
         pytest.param(
-            lambda c: c.methods.append(MethodConfig("rl", {"loader": "interleaved"})), ValueError,
-            id="unknown-rl-loader",
+            lambda c: c.methods.append(MethodConfig("rl", {"loader": "interleaved"})),
+            ConfigError, id="unknown-rl-loader",
         ),
         pytest.param(
             lambda c: c.methods.extend([MethodConfig("ft"), MethodConfig("ft", {"lr": 0.1})]),
@@ -321,9 +284,9 @@ def test_other_seed_other_forget_set(make_config, tmp_path):
 )  # fmt: skip
 def test_bad_input_writes_no_output_folder(make_config, tmp_path, change, error):
     config = make_config([MethodConfig("retrain")])
-    change(config)
     out = tmp_path / "out"
     with pytest.raises(error):
+        change(config)
         experiment.run(config, out)
     assert not out.exists()
 
@@ -339,9 +302,9 @@ def test_config_yaml_is_the_resolved_config(make_config, tmp_path):
 def test_export_original(make_config, tmp_path, blood):
     config = make_config()
     path, meta = experiment.export_original(config, tmp_path / "model")
-    assert path == tmp_path / "model" / "model.pt"
+    assert path == tmp_path / "model" / "model.safetensors"
     assert (tmp_path / "model" / "config.yaml").is_file()
-    loaded = experiment.load_model(path, config, blood)
+    loaded = load_model(path, config.model, blood)
     assert loaded.meta["seed"] == 0
     assert loaded.meta["data_fingerprint"] == blood.fingerprint
     assert meta["best_epoch"] == 1

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from medunlearn.config import ForgetConfig
+from medunlearn.config import ConfigError, DataConfig, ForgetConfig
+from medunlearn.data import load_dataset
 from medunlearn.data.medmnist import load_medmnist
 from medunlearn.forget import ForgetError, ForgetSet, load_forget_set, read_ids, select_forget
 
@@ -138,14 +139,14 @@ def test_bad_ids(blood, tmp_path, ids, message):
 
 @pytest.mark.parametrize("mode", ["random", "balanced"])
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
-def test_fraction_must_be_strictly_between_0_and_1(blood, mode, fraction):
-    with pytest.raises(ForgetError, match="between 0 and 1"):
-        select_forget(blood, ForgetConfig(mode=mode, fraction=fraction))
+def test_fraction_must_be_strictly_between_0_and_1(mode, fraction):
+    with pytest.raises(ConfigError, match=r"fraction must be in \(0, 1\); got"):
+        ForgetConfig(mode=mode, fraction=fraction)
 
 
-def test_unknown_mode(blood):
-    with pytest.raises(ForgetError, match="unknown forget mode"):
-        select_forget(blood, ForgetConfig(mode="stratified"))
+def test_unknown_mode():
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        ForgetConfig(mode="stratified")
 
 
 def test_skewed_needs_a_binary_task(blood, data_root):
@@ -157,4 +158,9 @@ def test_skewed_needs_a_binary_task(blood, data_root):
     )
     labels = breast.train.labels.numpy()[forget_set.forget_ids]
     assert len(labels) == 10
-    assert (labels == 1).sum() == 8
+    assert (labels == 0).sum() == 8  # native BreastMNIST: class 0 is malignant, the positive
+    binary = load_dataset(DataConfig("breastmnist", root=str(data_root), binary=True))
+    forget_set = select_forget(
+        binary, ForgetConfig(mode="skewed", fraction=0.25, positive_share=0.8)
+    )
+    assert (binary.train.original_labels.numpy()[forget_set.forget_ids] == 0).sum() == 8

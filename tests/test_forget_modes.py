@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medunlearn.config import ForgetConfig
+from medunlearn.config import ConfigError, ForgetConfig
 from medunlearn.data.dataset import Dataset, Split
 from medunlearn.forget import ForgetError, select_forget
 
@@ -102,10 +102,15 @@ def test_skewed_refuses_a_share_the_data_cannot_give(
         select_forget(_dataset(counts), config)
 
 
-@pytest.mark.parametrize("share", [None, -0.1, 1.5])
+@pytest.mark.parametrize("share", [-0.1, 1.5])
 def test_skewed_needs_a_share_in_the_unit_interval(share: float | None) -> None:
+    with pytest.raises(ConfigError, match=r"positive_share must be in \[0, 1\]"):
+        ForgetConfig("skewed", 0.2, positive_share=share)
+
+
+def test_skewed_needs_a_share() -> None:
     with pytest.raises(ForgetError, match="positive_share"):
-        select_forget(_dataset(BREAST), ForgetConfig("skewed", 0.2, positive_share=share))
+        select_forget(_dataset(BREAST), ForgetConfig("skewed", 0.2))
 
 
 @pytest.mark.parametrize("mode", ["random", "balanced", "skewed"])
@@ -119,5 +124,5 @@ def test_draws_are_seeded(mode: str) -> None:
 
 
 def test_labels_name_the_mode_fraction_and_share() -> None:
-    assert ForgetConfig("balanced", 0.2).label == "balanced-20pct"
-    assert ForgetConfig("skewed", 0.5, positive_share=0.25).label == "skewed-50pct-pos25"
+    assert ForgetConfig("balanced", 0.2).display_name == "balanced-20pct"
+    assert ForgetConfig("skewed", 0.5, positive_share=0.25).display_name == "skewed-50pct-pos25"

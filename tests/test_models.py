@@ -319,7 +319,7 @@ def test_cnn_pools_before_its_relu_with_the_values_and_gradients_of_pooling_afte
 def _saved(tmp_path, config: ModelConfig, channels: int, n_classes: int):
     torch.manual_seed(1)
     model = build_model(config, channels, n_classes)
-    path = tmp_path / "model.pt"
+    path = tmp_path / "model.safetensors"
     save_checkpoint(path, model, {"model": model_meta(config, channels, n_classes)})
     return path, model
 

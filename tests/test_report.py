@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from medunlearn.config import UserError
 from medunlearn.report import (
     FIRST_COLUMNS,
     csv_text,
@@ -117,7 +118,7 @@ def test_write_and_read_results(tmp_path):
     assert read_results(tmp_path) == ROWS
     assert (tmp_path / "report.md").read_text().startswith("# written")
     assert (tmp_path / "results.csv").read_text() == csv_text(ROWS)
-    with pytest.raises(FileNotFoundError, match="medunlearn run"):
+    with pytest.raises(UserError, match="medunlearn run"):
         read_results(tmp_path / "nothing")
 
 

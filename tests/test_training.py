@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import medunlearn.training as training
-from medunlearn.config import ModelConfig, TrainConfig
+from medunlearn.config import ConfigError, ModelConfig, TrainConfig
 from medunlearn.models import build_model
 from medunlearn.training import class_weights, make_scheduler, train_model
 
@@ -156,5 +156,5 @@ def test_schedulers():
     assert lrs("multistep", 4) == pytest.approx([1.0, 1.0, 0.1, 0.01])
     cosine = lrs("cosine", 4)
     assert cosine[0] == 1.0 and all(a > b for a, b in itertools.pairwise(cosine))
-    with pytest.raises(ValueError, match="schedule"):
-        lrs("linear", 2)
+    with pytest.raises(ConfigError, match="schedule must be one of"):
+        TrainConfig(schedule="linear")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from medunlearn.config import ExperimentConfig, load_config
 from medunlearn.data import load_dataset
 from medunlearn.deletion import serve_deletion
-from medunlearn.experiment import evaluate_model as evaluate
 from medunlearn.experiment import run
 from medunlearn.forget import select_forget
 from medunlearn.methods import unlearn
+from medunlearn.metrics import evaluate_model as evaluate
 from medunlearn.models import build_model
 from medunlearn.training import train_model as train
 

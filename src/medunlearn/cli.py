@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.text import Text
 
-from medunlearn.config import ConfigError, MethodConfig, RuntimeConfig, dump_config, load_config
-from medunlearn.data import DataError
-from medunlearn.forget import ForgetError
-from medunlearn.models import ModelError
+from medunlearn.config import (
+    MethodConfig,
+    RuntimeConfig,
+    UserError,
+    dump_config,
+    load_config,
+    parse_assignments,
+)
 from medunlearn.progress import RichProgress
-from medunlearn.store import CheckpointError
 
 app = typer.Typer(
     help="Machine unlearning for medical image classifiers: train, forget, unlearn, evaluate.",
@@ -28,8 +30,6 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
-USER_ERRORS = (ConfigError, DataError, ForgetError, ModelError, CheckpointError, ValueError,
-               FileNotFoundError)  # fmt: skip
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="experiment YAML (default: built-in)")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
@@ -43,10 +43,11 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda")]
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a user error into one printed line (verbatim, never a traceback) and exit status 2."""
+    """Turn a user error into one printed line (verbatim, never a traceback) and exit status 2;
+    any other exception is a bug and keeps its traceback."""
     try:
         yield
-    except USER_ERRORS as error:
+    except UserError as error:
         errors.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
         raise typer.Exit(2) from error
 
@@ -94,7 +95,7 @@ def train(
     data_root: DataRootOpt = None,
     cache: CacheOpt = None,
 ) -> None:
-    """Train the original model of a config; writes OUT/model.pt and OUT/config.yaml."""
+    """Train the original model of a config; writes OUT/model.safetensors and OUT/config.yaml."""
     from medunlearn.experiment import export_original
 
     with _user_errors():
@@ -120,7 +121,7 @@ def unlearn(
     from medunlearn.deletion import serve_deletion
 
     with _user_errors():
-        params = _params(param or [])
+        params = parse_assignments(param or [], "--param")
         with RichProgress(errors) as progress:
             result = serve_deletion(
                 checkpoint, forget_ids, MethodConfig(method, params), out, data_root,
@@ -128,17 +129,6 @@ def unlearn(
             )  # fmt: skip
     console.print(result.report.read_text())
     console.print(f"unlearned model: {result.checkpoint}; audit: {result.report}")
-
-
-def _params(pairs: list[str]) -> dict:
-    """key=value pairs (values parsed as YAML) as a dict."""
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--param {pair!r}: expected key=value, e.g. epochs=5")
-        params[key.strip()] = yaml.safe_load(value)
-    return params
 
 
 @app.command()
@@ -149,20 +139,22 @@ def evaluate(
     device: DeviceOpt = "auto",
 ) -> None:
     """UA, RA, TA and MIA (plus clinical metrics on binary tasks) of a checkpoint."""
+    from medunlearn.checkpoints import load_model
     from medunlearn.data import load_dataset
     from medunlearn.deletion import config_from_checkpoint
-    from medunlearn.engine import Engine
-    from medunlearn.experiment import evaluate_model, load_model
+    from medunlearn.engine import Engine, configure_process
     from medunlearn.forget import load_forget_set
+    from medunlearn.metrics import evaluate_model
 
     with _user_errors():
+        runtime = RuntimeConfig(device=device)
+        configure_process(runtime)
         config = config_from_checkpoint(checkpoint, data_root)
         dataset = load_dataset(config.data)
-        trained = load_model(checkpoint, config, dataset)
+        trained = load_model(checkpoint, config.model, dataset)
         forget_set = load_forget_set(forget_ids, dataset)
-        engine = Engine(RuntimeConfig(device=device))
         seed = int(trained.meta.get("seed", 0))
-        metrics, _ = evaluate_model(trained.model, dataset, forget_set, engine, seed)
+        metrics, _ = evaluate_model(trained.model, dataset, forget_set, Engine(runtime), seed)
     for key, value in metrics.items():
         console.print(f"{key:>20}: {'n/a' if value is None else f'{value:.4g}'}")
 

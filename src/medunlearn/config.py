@@ -3,68 +3,195 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 
-class ConfigError(ValueError):
+class UserError(ValueError):
+    """An error in what the user asked for or gave (config, data, ids, checkpoint): its message
+    says what to fix, and the CLI prints it as one line. Any other exception is a bug."""
+
+
+class ConfigError(UserError):
     """A configuration file or override that cannot be turned into a valid config."""
 
 
+class FieldError(ConfigError):
+    """A field whose value breaks the constraint declared beside it."""
+
+    def __init__(self, name: str, rule: str, value: Any) -> None:
+        self.name, self.rule, self.value = name, rule, value
+        super().__init__(f"{name} {rule}; got {value!r}")
+
+    def at(self, where: str) -> ConfigError:
+        """The same error, located in the config tree (`methods.salun.params.ratio ...`)."""
+        return ConfigError(f"{_at(where, self.name)} {self.rule}; got {self.value!r}")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range constraint, as scikit-learn's `Interval`: `closed` is both, left, right or neither."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"
+
+    def holds(self, value: Any) -> bool:
+        """Whether a number lies in the interval."""
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left)):
+            return False
+        return self.high is None or not (value > self.high or (value == self.high and not right))
+
+    def describe(self) -> str:
+        """`must be in (0, 1]`, `must be > 0`, `must be >= 1` ..."""
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.high is None:
+            return f"must be {'>=' if left else '>'} {self.low:g}"
+        if self.low is None:
+            return f"must be {'<=' if right else '<'} {self.high:g}"
+        return (
+            f"must be in {'[' if left else '('}{self.low:g}, {self.high:g}{']' if right else ')'}"
+        )
+
+
+def constrained(default: Any, *rules: Interval) -> Any:
+    """A dataclass field with its default and the constraints its values must meet."""
+    return field(default=default, metadata={"rules": rules})
+
+
+POSITIVE = Interval(0, None, "neither")
+NON_NEGATIVE = Interval(0, None)
+AT_LEAST_ONE = Interval(1, None)
+UNIT = Interval(0, 1)
+
+AugMode = Literal[
+    "none",
+    "crop-flip",
+    "crop-flip+randaugment",
+    "crop-flip+trivialaugment",
+    "crop-flip+autoaugment",
+    "crop-flip+randomerasing",
+    "crop-flip+augmix",
+]
+Schedule = Literal["cosine", "multistep", "constant"]
+Architecture = Literal["resnet18", "resnet18-small", "cnn"]
+ForgetMode = Literal["random", "balanced", "skewed", "class", "ids"]
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved type hints of a dataclass (resolved once per class)."""
+    return typing.get_type_hints(cls)
+
+
+def check_fields(config: Any) -> None:
+    """Check every field against its declared constraints: `Literal` choices and `constrained`
+    rules. Raises FieldError naming the field, the rule and the value."""
+    hints = _hints(type(config))
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        optional, hint = _is_optional(hints[spec.name])
+        if value is None and optional:
+            continue
+        choices = _choices(hint)
+        items = value if typing.get_origin(hint) is list else [value]
+        if choices and (bad := [item for item in items if item not in choices]):
+            raise FieldError(spec.name, f"must be one of {list(choices)}", bad[0])
+        for rule in spec.metadata.get("rules", ()):
+            if not isinstance(value, int | float) or not rule.holds(value):
+                raise FieldError(spec.name, rule.describe(), value)
+
+
+def _choices(hint: Any) -> tuple:
+    """The values a `Literal[...]` hint (or a list of one) admits; () for other hints."""
+    if typing.get_origin(hint) is list:
+        hint = (typing.get_args(hint) or (Any,))[0]
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+
+
+class Checked:
+    """Base of every config and params dataclass: fields are checked once, when it is built."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 @dataclass
-class DataConfig:
+class DataConfig(Checked):
     """Which dataset to load, at which size, and where from."""
 
     dataset: str = "bloodmnist"
-    size: int = 28
-    file_size: int | None = None
+    size: int = constrained(28, AT_LEAST_ONE)
+    file_size: int | None = constrained(None, AT_LEAST_ONE)
     root: str | None = None
     binary: bool = False
     positive: list[int] | None = None
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Checked):
     """The classifier: `resnet18` (standard stem), `resnet18-small` (3x3 stem) or `cnn`."""
 
-    arch: str = "resnet18-small"
-    width: int = 32
+    arch: Architecture = "resnet18-small"
+    width: int = constrained(32, AT_LEAST_ONE)
 
 
 @dataclass
-class TrainConfig:
-    """The recipe of the original model and of Retrain (SGD with momentum and weight decay)."""
+class Recipe(Checked):
+    """An SGD recipe (momentum, weight decay, per-epoch schedule): the one type that the
+    original model's training, Retrain and every gradient method's params share.
 
-    epochs: int = 200
-    lr: float = 0.1
-    batch_size: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    augment: str = "crop-flip"
+    `augment` None means the training recipe's own augmentation (for methods)."""
+
+    epochs: int = constrained(10, NON_NEGATIVE)
+    lr: float = constrained(0.01, POSITIVE)
+    batch_size: int = constrained(256, AT_LEAST_ONE)
+    momentum: float = constrained(0.9, UNIT)
+    weight_decay: float = constrained(5e-4, NON_NEGATIVE)
+    schedule: Schedule = "constant"
+    augment: AugMode | None = None
     class_weighted: bool = False
 
 
 @dataclass
-class ForgetConfig:
-    """Which training samples to forget: random, balanced, skewed, whole classes or explicit ids."""
+class TrainConfig(Recipe):
+    """The recipe of the original model and of Retrain."""
 
-    mode: str = "random"
-    fraction: float = 0.1
+    epochs: int = constrained(200, NON_NEGATIVE)
+    lr: float = constrained(0.1, POSITIVE)
+    schedule: Schedule = "cosine"
+    augment: AugMode = "crop-flip"
+
+
+@dataclass
+class ForgetConfig(Checked):
+    """Which training samples to forget: random, balanced, skewed, whole classes or explicit ids.
+
+    `label` names the forget set in tables and folders (default: derived from the spec)."""
+
+    mode: ForgetMode = "random"
+    fraction: float = constrained(0.1, Interval(0, 1, "neither"))
     classes: list[int] = field(default_factory=list)
     ids_file: str | None = None
-    positive_share: float | None = None
+    positive_share: float | None = constrained(None, UNIT)
+    label: str | None = None
 
     @property
-    def label(self) -> str:
+    def display_name(self) -> str:
         """A short name for tables and folders, e.g. `random-10pct` or `class-2`."""
+        if self.label:
+            return self.label
         if self.mode == "class":
             return "class-" + "-".join(str(c) for c in self.classes)
         if self.mode == "ids":
@@ -90,20 +217,20 @@ class MethodConfig:
 
 
 @dataclass
-class RuntimeConfig:
+class RuntimeConfig(Checked):
     """Where and how to compute: device, threads, precision, cache folder."""
 
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = constrained(None, AT_LEAST_ONE)
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
-    eval_batch_size: int = 1024
+    eval_batch_size: int = constrained(1024, AT_LEAST_ONE)
     cache_dir: str | None = None
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(Checked):
     """A whole experiment: data, model, recipe, forget sets, methods and seeds.
 
     `augmentations` turns it into an augmentation study: the whole experiment runs once per
@@ -117,7 +244,7 @@ class ExperimentConfig:
     forget: list[ForgetConfig] = field(default_factory=lambda: [ForgetConfig()])
     methods: list[MethodConfig] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
-    augmentations: list[str] = field(default_factory=list)
+    augmentations: list[AugMode] = field(default_factory=list)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -139,6 +266,11 @@ def _is_optional(hint: Any) -> tuple[bool, Any]:
         rest = [a for a in args if a is not type(None)]
         return True, rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007
     return False, hint
+
+
+def _at(where: str, key: str) -> str:
+    """The location of a key below `where` in the config tree (`train.lr`, `methods.ft.params`)."""
+    return f"{where}.{key}" if where else key
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -179,20 +311,24 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys with their location."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], _at(where, k)) for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except FieldError as error:
+        raise error.at(where) from None
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from error
+        raise ConfigError(f"{where or 'config'}: {error}") from error
 
 
 def _set_path(tree: dict, path: str, value: Any) -> None:
@@ -233,14 +369,22 @@ def _list_item(items: list, key: str, path: str) -> Any:
     raise ConfigError(f"--set {path}: no list item '{key}' (use an index or a method name)")
 
 
+def parse_assignments(pairs: list[str], option: str = "--set") -> dict[str, Any]:
+    """`key=value` pairs as a dict, values parsed as YAML (`epochs=5` gives the number 5)."""
+    parsed = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} {pair!r}: expected key=value, e.g. epochs=5")
+        parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    return parsed
+
+
 def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """Apply `key=value` overrides (values parsed as YAML) and re-validate the whole config."""
     tree = to_dict(config)
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {override!r}: expected key=value, e.g. train.epochs=1")
-        _set_path(tree, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    for key, value in parse_assignments(overrides).items():
+        _set_path(tree, key, value)
     return from_dict(ExperimentConfig, tree)
 
 
@@ -256,7 +400,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {error}") from error
-        config = from_dict(ExperimentConfig, data, str(path))
+        try:
+            config = from_dict(ExperimentConfig, data)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
     return apply_overrides(config, overrides or [])
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from medunlearn.checkpoints import TrainedModel, load_model
 from medunlearn.config import (
     ConfigError,
     DataConfig,
@@ -19,10 +20,10 @@ from medunlearn.config import (
     from_dict,
 )
 from medunlearn.data import Dataset, load_dataset
-from medunlearn.engine import Engine
-from medunlearn.experiment import TrainedModel, evaluate_model, load_model
+from medunlearn.engine import Engine, configure_process
 from medunlearn.forget import ForgetSet, load_forget_set
 from medunlearn.methods import Context, UnlearnData, unlearn
+from medunlearn.metrics import evaluate_model
 from medunlearn.progress import Progress
 from medunlearn.store import (
     Store,
@@ -140,13 +141,15 @@ def serve_deletion(
     runtime: RuntimeConfig | None = None,
     progress: Progress | None = None,
 ) -> DeletionResult:
-    """Unlearn the ids from a trained checkpoint; write unlearned.pt, audit.md and audit.json."""
+    """Unlearn the ids from a trained checkpoint; write unlearned.safetensors, audit.md and
+    audit.json."""
     checkpoint, forget_ids, out = Path(checkpoint), Path(forget_ids), Path(out)
     config = config_from_checkpoint(checkpoint, data_root)
     runtime = runtime or RuntimeConfig()
+    configure_process(runtime)
     engine = Engine(runtime, progress)
-    dataset: Dataset = load_dataset(config.data)
-    original: TrainedModel = load_model(checkpoint, config, dataset)
+    dataset: Dataset = load_dataset(config.data, cache_dir=runtime.cache_dir)
+    original: TrainedModel = load_model(checkpoint, config.model, dataset)
     forget_set: ForgetSet = load_forget_set(forget_ids, dataset)
     seed = int(original.meta.get("seed", 0))
     before, _ = evaluate_model(original.model, dataset, forget_set, engine, seed)
@@ -156,7 +159,7 @@ def serve_deletion(
     result = unlearn(original.model, UnlearnData(dataset, forget_set), method, context)
     after, _ = evaluate_model(result.model, dataset, forget_set, engine, seed)
     out.mkdir(parents=True, exist_ok=True)
-    output = out / "unlearned.pt"
+    output = out / "unlearned.safetensors"
     save_checkpoint(output, result.model, {**original.meta, "unlearned": method.name})
     forget_set.save(out / "forget_set.json")
     request = {

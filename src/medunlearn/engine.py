@@ -7,8 +7,8 @@ channels-last chunks of at most ~200k pixels per channel (activations that stay 
 3x faster for the small CNN than 1024-image NCHW chunks), and float32 models run their conv
 regions on oneDNN tensors (another 14-28% for the small CNN and ResNet-18 at 28 px). On CUDA,
 splits that do not fit in half the free device memory stay on the host (a memory-mapped set):
-each batch is gathered into pinned memory and copied without blocking. On a glibc host, a CPU
-engine pins malloc's thresholds so freed activations are reused instead of re-faulted.
+each batch is gathered into pinned memory and copied without blocking. Process-wide settings
+(threads, glibc's malloc thresholds, cuDNN / TF32 flags) are set once by `configure_process`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from torch.backends import mkldnn
 
 from medunlearn.augment import Augment
-from medunlearn.config import RuntimeConfig
+from medunlearn.config import ConfigError, RuntimeConfig
 from medunlearn.data import Split
 from medunlearn.models import inference_model
 from medunlearn.progress import NullProgress, Progress
@@ -60,7 +60,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("runtime.device is 'cuda' but no CUDA device is available")
+        raise ConfigError("runtime.device is 'cuda' but no CUDA device is available")
     return device
 
 
@@ -91,6 +91,19 @@ def keep_freed_memory() -> bool:
     return bool(trimmed and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
+def configure_process(runtime: RuntimeConfig) -> None:
+    """Process-wide settings for the work a runtime config describes, set once by the CLI and
+    `run`: on the CPU one thread per usable core and glibc's malloc thresholds pinned; on CUDA
+    cuDNN's autotuner and TF32 matmuls."""
+    if resolve_device(runtime.device).type == "cpu":
+        torch.set_num_threads(runtime.threads or usable_cores())
+        keep_freed_memory()
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def _eager_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """model(images): the training forward when nothing is compiled."""
     return model(images)
@@ -113,13 +126,6 @@ class Engine:
         self._copies: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._forward: Forward = _eager_forward
         self._compile_tried = False
-        if self.device.type == "cpu":
-            torch.set_num_threads(runtime.threads or usable_cores())
-            keep_freed_memory()
-        else:
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
 
     def generator(self, seed: int) -> torch.Generator:
         """A seeded generator on the device: shuffling and augmentation draw from it."""
@@ -230,6 +236,11 @@ class Engine:
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (CUDA), so a wall-clock time is the real one."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def sgd(self, model: nn.Module, lr: float, momentum: float, weight_decay: float):
         """SGD over the model's parameters (fused kernels on CUDA)."""

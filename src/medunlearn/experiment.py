@@ -1,104 +1,59 @@
-"""Experiments: config -> cached original -> Retrain -> methods -> metrics -> result rows."""
+"""Experiments: config -> cached original -> Retrain -> methods -> metrics -> result rows.
+
+This module plans and orders the work only: checkpoints and cache keys live in `store` and
+`checkpoints`, evaluation and the MIA attacks in `metrics`, the fit loop in `training`.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
-import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from medunlearn.augment import build_augment
-from medunlearn.config import (
-    ConfigError,
-    ExperimentConfig,
-    ForgetConfig,
-    MethodConfig,
-    dump_config,
-    fingerprint,
-    to_dict,
-)
+from medunlearn.checkpoints import TrainedModel, checkpoint_meta, load_model
+from medunlearn.config import ConfigError, ExperimentConfig, ForgetConfig, MethodConfig, dump_config
 from medunlearn.data import Dataset, load_dataset
-from medunlearn.engine import Engine, usable_cores
-from medunlearn.forget import ForgetSet, select_forget
+from medunlearn.engine import Engine, configure_process
+from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData, unlearn
-from medunlearn.methods.base import check_common
 from medunlearn.methods.registry import get_method, method_params
-from medunlearn.metrics import metrics_before_mia, mia_inputs, predict
-from medunlearn.metrics.gap import AG_METRICS, average_gap, speedup
-from medunlearn.metrics.mia import MiaInputs
-from medunlearn.models import build_model, load_weights, model_meta
+from medunlearn.metrics import evaluate_row
+from medunlearn.metrics.gap import add_gaps
+from medunlearn.metrics.mia import AttackDone, PendingAttacks, save_inputs
+from medunlearn.models import build_model
 from medunlearn.progress import Progress
 from medunlearn.report import write_results
 from medunlearn.store import (
     Store,
-    atomic_write,
     atomic_write_json,
     atomic_write_text,
     cache_root,
     load_checkpoint,
     save_checkpoint,
+    weights_key,
 )
-from medunlearn.training import SCHEDULES, train_model
+from medunlearn.training import train_model
 
 RETRAIN = MethodConfig("retrain")
-# most MIA attacks fitted at once (each holds up to libsvm's 200 MB kernel cache)
-MIA_WORKERS = 4
-
-
-@dataclass
-class TrainedModel:
-    """A model with the metadata its checkpoint carries."""
-
-    model: nn.Module
-    meta: dict
-
-
-def data_key(dataset: Dataset) -> dict:
-    """What identifies the data in cache keys: its content hash and task, not its folder."""
-    return {"fingerprint": dataset.fingerprint, "name": dataset.name, "size": dataset.size}
-
-
-def checkpoint_meta(config: ExperimentConfig, dataset: Dataset, seed: int, **extra) -> dict:
-    """A checkpoint's metadata: the model to rebuild, the data config, the recipe, the seed."""
-    return {
-        "model": model_meta(config.model, dataset.channels, dataset.n_classes),
-        "data": to_dict(config.data),
-        "data_fingerprint": dataset.fingerprint,
-        "train": to_dict(config.train),
-        "seed": seed,
-        **extra,
-    }
-
-
-def load_model(path: Path, config: ExperimentConfig, dataset: Dataset) -> TrainedModel:
-    """Rebuild a checkpoint's model, refusing one of another architecture or task."""
-    state, meta = load_checkpoint(path)
-    model = build_model(config.model, dataset.channels, dataset.n_classes)
-    expected = model_meta(config.model, dataset.channels, dataset.n_classes)
-    load_weights(model, state, meta.get("model", {}), expected)
-    return TrainedModel(model, meta)
 
 
 def train_original(
     config: ExperimentConfig, dataset: Dataset, engine: Engine, store: Store, seed: int
 ) -> TrainedModel:
     """The original model on the whole training split, trained once per config and seed."""
-    key = fingerprint(data_key(dataset), config.model, config.train, seed)
+    key = weights_key("original", config, dataset, seed)
     path = store.path("original", key)
     if path.is_file():
         engine.progress.log(f"original model (seed {seed}): reusing {path}")
-        return load_model(path, config, dataset)
+        return load_model(path, config.model, dataset)
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.channels, dataset.n_classes)
     all_rows = torch.arange(len(dataset.train))
-    state_path = store.path("states", f"original-{key}")
+    state_path = store.path("states", f"original-{key}", ".pt")
     result = train_model(
         model, dataset, all_rows, config.train, engine, seed, state_path, f"original s{seed}"
     )
@@ -106,65 +61,34 @@ def train_original(
         config, dataset, seed, seconds=result.seconds, best_epoch=result.best_epoch,
         best_val=result.best_val, history=result.history,
     )  # fmt: skip
-    save_checkpoint(path, result.model, meta)
+    trained = TrainedModel(result.model, meta)
+    trained.save(path)
     state_path.unlink(missing_ok=True)
-    return TrainedModel(result.model, meta)
+    return trained
 
 
 def run_method(
-    method: MethodConfig,
-    data: UnlearnData,
-    original: TrainedModel,
-    context: Context,
+    method: MethodConfig, data: UnlearnData, original: TrainedModel, context: Context, key: str
 ) -> tuple[nn.Module, float]:
-    """Unlearn with one method from a copy of the original; Retrain results are cached."""
-    if method.name != "retrain" or context.store is None:
-        result = unlearn(copy.deepcopy(original.model), data, method, context)
-        return result.model, result.seconds
-    params = method_params("retrain", method.params)
-    key = fingerprint(
-        original.meta["data_fingerprint"], original.meta["model"], context.train, params,
-        data.forget_set.forget_ids.tolist(), context.seed,
-    )  # fmt: skip
-    path = context.store.path("retrain", key)
-    if path.is_file():
-        state, meta = load_checkpoint(path)
+    """Unlearn with one method from a copy of the original, resumable under `key` (the row's
+    weights key); Retrain's model is cached, since every later run on this forget set reuses it.
+    """
+    store = context.store
+    cached = None if store is None or method.name != "retrain" else store.path("retrain", key)
+    if cached is not None and cached.is_file():
+        state, meta = load_checkpoint(cached)
         model = copy.deepcopy(original.model)
-        load_weights(model, state, meta["model"], original.meta["model"])
-        context.engine.progress.log(f"retrain: reusing {path}")
+        model.load_state_dict(state)
+        context.engine.progress.log(f"retrain: reusing {cached}")
         return model, meta["seconds"]
-    state_path = context.store.path("states", f"retrain-{key}")
+    state_path = None if store is None else store.path("states", f"{method.name}-{key}", ".pt")
     resumable = dataclasses.replace(context, state_path=state_path)
     result = unlearn(copy.deepcopy(original.model), data, method, resumable)
-    save_checkpoint(path, result.model, {**original.meta, "seconds": result.seconds})
-    state_path.unlink(missing_ok=True)
+    if cached is not None:
+        save_checkpoint(cached, result.model, {**original.meta, "seconds": result.seconds})
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)
     return result.model, result.seconds
-
-
-def evaluate_row(
-    model: nn.Module, dataset: Dataset, forget_set: ForgetSet, engine: Engine, seed: int
-) -> tuple[dict, MiaInputs, float]:
-    """Every metric of one model but the MIA, the MIA's inputs, and the seconds they took."""
-    started = time.perf_counter()
-    predictions = predict(model, dataset, engine)
-    metrics = metrics_before_mia(predictions, dataset, forget_set)
-    inputs = mia_inputs(predictions, dataset, forget_set, seed)
-    return metrics, inputs, time.perf_counter() - started
-
-
-def _timed_efficacy(inputs: MiaInputs) -> tuple[float, float]:
-    """MIA-efficacy and the seconds its attack took."""
-    started = time.perf_counter()
-    return inputs.efficacy(), time.perf_counter() - started
-
-
-def evaluate_model(
-    model: nn.Module, dataset: Dataset, forget_set: ForgetSet, engine: Engine, seed: int
-) -> tuple[dict, float]:
-    """All metrics of one model from one inference pass, and the seconds it took."""
-    metrics, inputs, seconds = evaluate_row(model, dataset, forget_set, engine, seed)
-    metrics["mia"], attack_seconds = _timed_efficacy(inputs)
-    return metrics, seconds + attack_seconds
 
 
 def _mia_path(path: Path) -> Path:
@@ -172,84 +96,28 @@ def _mia_path(path: Path) -> Path:
     return path.with_suffix(".mia.npz")
 
 
-def _save_mia_inputs(path: Path, inputs: MiaInputs) -> None:
-    """Write a pending row's attack inputs (one npz array per field), atomically."""
+def _complete_row(path: Path, row: dict) -> AttackDone:
+    """What writes a pending row whole once its attack has run."""
 
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as handle:
-            np.savez(handle, **dataclasses.asdict(inputs))
+    def done(mia: float, seconds: float) -> None:
+        row["mia"] = mia
+        row["eval_s"] += seconds
+        saved = {**json.loads(path.read_text()), "row": row}
+        del saved["mia_pending"]
+        atomic_write_json(path, saved)
 
-    atomic_write(path, write)
-
-
-def _load_mia_inputs(path: Path) -> MiaInputs:
-    """Read back the attack inputs `_save_mia_inputs` wrote."""
-    with np.load(path, allow_pickle=False) as saved:
-        fields = {field.name: saved[field.name] for field in dataclasses.fields(MiaInputs)}
-    return MiaInputs(**{**fields, "seed": int(fields["seed"])})
+    return done
 
 
-def attacks_in_background(engine: Engine) -> bool:
-    """Whether attacks may run while methods train: yes when the device is not the CPU."""
-    return engine.device.type != "cpu"
-
-
-class PendingAttacks:
-    """The MIA attacks of a forget set's rows, fitted in threads (libsvm releases the GIL).
-
-    On a CPU they wait for `finish`, after the forget set's trainings: an SVC beside a training
-    would take a core from it and inflate its RTE; together they run 1.8-1.9x faster on 2
-    cores. When a GPU trains, the CPU is free, so each attack starts as soon as its row is
-    written and fits while the next method trains. Each row is written as its attack ends;
-    leaving the block (a failure, a stop) cancels the attacks not started.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.background = attacks_in_background(engine)
-        workers = min(torch.get_num_threads(), usable_cores(), MIA_WORKERS)
-        self.pool = ThreadPoolExecutor(workers)
-        self.waiting: list[tuple[Path, dict]] = []
-        self.futures: list[Future] = []
-
-    def __enter__(self) -> PendingAttacks:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.pool.shutdown(cancel_futures=True)
-
-    def add(self, path: Path, row: dict) -> None:
-        """A row written with its MIA pending: attack it now (GPU) or at `finish` (CPU)."""
-        self.waiting.append((path, row))
-        if self.background:
-            for future in self.futures:  # an attack that already failed stops the run now
-                if future.done() and future.exception():
-                    raise future.exception()
-            self._start()
-
-    def _start(self) -> None:
-        for path, row in self.waiting:
-            self.futures.append(self.pool.submit(_attack_row, path, row))
-        self.waiting.clear()
-
-    def finish(self) -> None:
-        """Run the attacks still waiting and return once every row is written."""
-        self._start()
-        with self.engine.progress.task("membership inference", len(self.futures)) as task:
-            for future in as_completed(self.futures):
-                future.result()
-                task.advance()
-
-
-def _attack_row(path: Path, row: dict) -> None:
-    """Fit a pending row's attack on its saved inputs and write the row whole."""
-    mia, seconds = _timed_efficacy(_load_mia_inputs(_mia_path(path)))
-    row["mia"] = mia
-    row["eval_s"] += seconds
-    saved = {**json.loads(path.read_text()), "row": row}
-    del saved["mia_pending"]
-    atomic_write_json(path, saved)
-    _mia_path(path).unlink(missing_ok=True)
+def row_key(
+    config: ExperimentConfig, dataset: Dataset, seed: int, forget_set, method: MethodConfig
+) -> str:
+    """What identifies a row's model: the original's training, the forget set's content and
+    the method. Retrain's key leaves out its display label, so every run shares its model."""
+    if method.name == "retrain":
+        params = method_params("retrain", method.params)
+        return weights_key("retrain", config, dataset, seed, forget_set.key, params)
+    return weights_key("row", config, dataset, seed, forget_set.key, method)
 
 
 def _run_row(
@@ -258,7 +126,7 @@ def _run_row(
     original: TrainedModel,
     context: Context,
     path: Path,
-    run_key: str,
+    key: str,
 ) -> dict:
     """One method's metrics row, read back from its JSON when this exact run already finished.
 
@@ -270,42 +138,32 @@ def _run_row(
         pending = saved.get("mia_pending", False)
         if not pending:  # inputs left by a stop between finishing the row and deleting them
             _mia_path(path).unlink(missing_ok=True)
-        if saved.get("run_key") == run_key and (not pending or _mia_path(path).is_file()):
+        if saved.get("run_key") == key and (not pending or _mia_path(path).is_file()):
             context.engine.progress.log(f"{method.display_name}: done earlier, {path}")
             return saved["row"]
     context.name = f"{method.display_name} s{context.seed}"
     if method.name == "original":
         model, seconds = original.model, original.meta.get("seconds", 0.0)
     else:
-        model, seconds = run_method(method, data, original, context)
+        model, seconds = run_method(method, data, original, context, key)
+    forget_set = data.forget_set
     metrics, inputs, eval_seconds = evaluate_row(
-        model, data.dataset, data.forget_set, context.engine, context.seed
+        model, data.dataset, forget_set, context.engine, context.seed
     )
     row = {
         "method": method.display_name,
         "aug": context.train.augment if context.train else "",
-        "forget": data.forget_set.spec.get("label") or "",
+        "forget": forget_set.spec.get("label") or "",
         "seed": context.seed,
         **metrics,
         "rte_min": seconds / 60,
         "eval_s": eval_seconds,
+        "forget_key": forget_set.key,
     }
-    _save_mia_inputs(_mia_path(path), inputs)
-    saved = {"run_key": run_key, "params": method.params, "row": row, "mia_pending": True}
+    save_inputs(_mia_path(path), inputs)
+    saved = {"run_key": key, "params": method.params, "row": row, "mia_pending": True}
     atomic_write_json(path, saved)
     return row
-
-
-def add_gaps(rows: list[dict]) -> None:
-    """AG and speed-up of every row against the Retrain row of its forget set and seed."""
-    retrain = {(r["aug"], r["forget"], r["seed"]): r for r in rows if r["method"] == "retrain"}
-    for row in rows:
-        reference = retrain.get((row["aug"], row["forget"], row["seed"]))
-        if reference is None:
-            row["ag"], row["speedup"] = None, None
-            continue
-        row["ag"] = average_gap(row, reference, AG_METRICS)
-        row["speedup"] = speedup(reference["rte_min"], row["rte_min"])
 
 
 def method_list(config: ExperimentConfig) -> list[MethodConfig]:
@@ -329,21 +187,18 @@ def run_forget_set(
     """
     seed = context.seed
     forget_set = select_forget(dataset, forget_config, seed)
-    forget_set.spec["label"] = forget_config.label
-    folder = out / "runs" / config.train.augment / forget_config.label / f"seed{seed}"
+    label = forget_set.spec["label"] = forget_config.display_name
+    folder = out / "runs" / config.train.augment / label / f"seed{seed}"
     forget_set.save(folder / "forget_set.json")
-    data = UnlearnData(dataset, forget_set, original.model)
+    data = UnlearnData(dataset, forget_set)
     rows = []
     with PendingAttacks(context.engine) as attacks:
         for method in method_list(config):
-            run_key = fingerprint(
-                data_key(dataset), config.model, config.train, config.runtime.bf16,
-                forget_set.forget_ids.tolist(), method, seed,
-            )  # fmt: skip
             path = folder / f"{method.display_name}.json"
-            rows.append(_run_row(method, data, original, context, path, run_key))
+            key = row_key(config, dataset, seed, forget_set, method)
+            rows.append(_run_row(method, data, original, context, path, key))
             if rows[-1]["mia"] is None:
-                attacks.add(path, rows[-1])
+                attacks.add(_mia_path(path), _complete_row(path, rows[-1]))
         attacks.finish()
     return rows
 
@@ -360,21 +215,24 @@ def scenarios(config: ExperimentConfig) -> list[ExperimentConfig]:
     return [with_augment(config, mode) for mode in config.augmentations] or [config]
 
 
+def _repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def validate(config: ExperimentConfig, dataset: Dataset) -> None:
-    """Check every method, augmentation, model and forget spec before anything is written."""
-    check_common(config.train.epochs, config.train.lr, config.train.augment)
-    for mode in config.augmentations:
-        build_augment(mode)
-    if config.train.schedule not in SCHEDULES:
-        raise ConfigError(
-            f"unknown train.schedule '{config.train.schedule}'; choose one of {SCHEDULES}"
-        )
-    build_model(config.model, dataset.channels, dataset.n_classes)
-    names = [method.display_name for method in method_list(config)]
-    if repeated := sorted({name for name in names if names.count(name) > 1}):
+    """Check what only the data or the registry can tell, before anything is written: each
+    method's params and data, distinct method and forget-set names, and each forget spec on
+    this dataset. The config's own fields were checked when it was built."""
+    if repeated := _repeated([method.display_name for method in method_list(config)]):
         raise ConfigError(
             f"more than one method is named {repeated}: give each a distinct 'label' "
             "(a method's row and files are named by it)"
+        )
+    if repeated := _repeated([forget.display_name for forget in config.forget]):
+        raise ConfigError(
+            f"more than one forget set is named {repeated}: give each a distinct 'label' "
+            "(a forget set's rows, Retrain reference and folder are named by it)"
         )
     for method in config.methods:
         method_params(method.name, method.params)
@@ -385,18 +243,26 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
         select_forget(dataset, forget_config, config.seeds[0])
 
 
+def prepare_run(
+    config: ExperimentConfig, progress: Progress | None
+) -> tuple[Engine, Dataset, Store]:
+    """The process settings, engine, dataset and cache of a config's run."""
+    configure_process(config.runtime)
+    engine = Engine(config.runtime, progress)
+    dataset = load_dataset(config.data, cache_dir=config.runtime.cache_dir)
+    return engine, dataset, Store(cache_root(config.runtime.cache_dir))
+
+
 def run(config: ExperimentConfig, out: str | Path, progress: Progress | None = None) -> list[dict]:
     """Run a whole experiment into folder `out`: config.yaml, per-run JSON, results.csv, report.md.
 
     Finished runs are skipped when the command is repeated, so an interrupted run resumes.
     """
     out = Path(out)
-    engine = Engine(config.runtime, progress)
-    dataset = load_dataset(config.data)
+    engine, dataset, store = prepare_run(config, progress)
     validate(config, dataset)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
-    store = Store(cache_root(config.runtime.cache_dir))
     engine.progress.log(f"data: {dataset.describe()}")
     rows: list[dict] = []
     for scenario in scenarios(config):
@@ -413,16 +279,12 @@ def run(config: ExperimentConfig, out: str | Path, progress: Progress | None = N
 def export_original(
     config: ExperimentConfig, out: str | Path, seed: int = 0, progress: Progress | None = None
 ) -> tuple[Path, dict]:
-    """Train (or reuse) the original model of a config and copy it to `out/model.pt`."""
+    """Train (or reuse) the original model of a config and copy it to `out/model.safetensors`."""
     out = Path(out)
-    engine = Engine(config.runtime, progress)
-    dataset = load_dataset(config.data)
-    build_augment(config.train.augment)
-    original = train_original(
-        config, dataset, engine, Store(cache_root(config.runtime.cache_dir)), seed
-    )
+    engine, dataset, store = prepare_run(config, progress)
+    original = train_original(config, dataset, engine, store, seed)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
-    path = out / "model.pt"
-    save_checkpoint(path, original.model, original.meta)
+    path = out / "model.safetensors"
+    original.save(path)
     return path, original.meta

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medunlearn.config import ForgetConfig, to_dict
+from medunlearn.config import ForgetConfig, UserError, to_dict
 from medunlearn.data import Dataset
-from medunlearn.store import atomic_write_text
-
-FORGET_MODES = ("random", "balanced", "skewed", "class", "ids")
+from medunlearn.store import atomic_write_text, cache_key
 
 
-class ForgetError(ValueError):
+class ForgetError(UserError):
     """A forget set that cannot be built or used as asked."""
 
 
@@ -40,6 +38,11 @@ class ForgetSet:
     def retain_ids(self) -> np.ndarray:
         """Every training id not in the forget set, in increasing order."""
         return np.setdiff1d(np.arange(self.n_train), self.forget_ids, assume_unique=True)
+
+    @property
+    def key(self) -> str:
+        """The forget set's identity: a hash of its ids and of the data they index."""
+        return cache_key("forget", self.data_fingerprint, self.forget_ids.tolist())
 
     @property
     def forget_index(self) -> torch.Tensor:
@@ -115,9 +118,7 @@ def read_ids(path: str | Path) -> np.ndarray:
 
 
 def _count(fraction: float, n: int) -> int:
-    """How many of n samples a fraction selects (at least one when the fraction is positive)."""
-    if not 0 < fraction < 1:
-        raise ForgetError(f"forget fraction must lie strictly between 0 and 1, got {fraction}")
+    """How many of n samples a fraction (in (0, 1), checked by ForgetConfig) selects: at least one."""
     return max(1, round(fraction * n))
 
 
@@ -135,16 +136,22 @@ def _balanced(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator
     return np.concatenate(picks)
 
 
-def _skewed(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator) -> np.ndarray:
-    """A fraction of the training set whose positive (label 1) share is `positive_share`."""
+def _skewed(
+    labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator, positive: int | None
+) -> np.ndarray:
+    """A fraction of the training set whose share of the task's positive (malignant) class is
+    `positive_share`."""
     share = config.positive_share
-    if share is None or not 0 <= share <= 1:
+    if share is None:
         raise ForgetError("skewed forgetting needs forget.positive_share in [0, 1]")
-    if set(np.unique(labels).tolist()) - {0, 1}:
-        raise ForgetError("skewed forgetting needs a binary task (data.binary: true)")
+    if positive is None or set(np.unique(labels).tolist()) - {0, 1}:
+        raise ForgetError(
+            "skewed forgetting needs a binary task with a positive (malignant) class: set "
+            "`data.binary: true` (with `data.positive` where the dataset has no default mapping)"
+        )
     total = _count(config.fraction, labels.size)
     n_pos = round(share * total)
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    positives, negatives = np.flatnonzero(labels == positive), np.flatnonzero(labels != positive)
     if n_pos > positives.size or total - n_pos > negatives.size:
         raise ForgetError(
             f"cannot draw {n_pos} positive and {total - n_pos} negative samples from "
@@ -172,20 +179,18 @@ def select_forget(dataset: Dataset, config: ForgetConfig, seed: int = 0) -> Forg
     """Draw the forget set a config describes from the training split (seeded, reproducible)."""
     labels = dataset.train.labels.numpy()
     rng = np.random.default_rng(seed)
-    if config.mode == "random":
-        ids = _random(labels, config, rng)
-    elif config.mode == "balanced":
-        ids = _balanced(labels, config, rng)
-    elif config.mode == "skewed":
-        ids = _skewed(labels, config, rng)
-    elif config.mode == "class":
-        ids = _classes(labels, config, dataset.n_classes)
-    elif config.mode == "ids":
+    if config.mode == "ids":
         if not config.ids_file:
             raise ForgetError("forget.mode 'ids' needs forget.ids_file")
         return load_forget_set(config.ids_file, dataset)
+    if config.mode == "class":
+        ids = _classes(labels, config, dataset.n_classes)
+    elif config.mode == "skewed":
+        ids = _skewed(labels, config, rng, dataset.positive_class)
+    elif config.mode == "balanced":
+        ids = _balanced(labels, config, rng)
     else:
-        raise ForgetError(f"unknown forget mode '{config.mode}'; choose one of {FORGET_MODES}")
+        ids = _random(labels, config, rng)
     return ForgetSet(
         np.sort(ids), len(dataset.train), dataset.name, dataset.fingerprint, to_dict(config), seed
     )

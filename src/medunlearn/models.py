@@ -10,12 +10,12 @@ from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 from torch.nn import functional as F
 
-from medunlearn.config import ModelConfig
+from medunlearn.config import ModelConfig, UserError
 
 ARCHITECTURES = ("resnet18", "resnet18-small", "cnn")
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model that cannot be built, or weights that do not fit it."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from medunlearn.config import UserError
 from medunlearn.store import atomic_write_json, atomic_write_text
 
 FIRST_COLUMNS = (
@@ -217,5 +218,5 @@ def read_results(out: Path) -> list[dict]:
     """The rows a run wrote (results.json), or a clear error when there are none."""
     path = Path(out) / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no results in {out}: run `medunlearn run --out {out}` first")
+        raise UserError(f"no results in {out}: run `medunlearn run --out {out}` first")
     return json.loads(path.read_text())

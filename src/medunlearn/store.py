@@ -1,21 +1,31 @@
-"""Atomic files, checkpoints loaded as data only, and the content-addressed cache of models."""
+"""Atomic files, checkpoints as data (safetensors), cache keys and the content-addressed cache."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from medunlearn.config import ExperimentConfig, UserError, to_dict
+
+if TYPE_CHECKING:
+    from medunlearn.data import Dataset
 
 CHECKPOINT_FORMAT = "medunlearn-checkpoint/1"
+# the safetensors header key that holds a checkpoint's metadata as JSON
+META_KEY = "medunlearn"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit the model asked for."""
 
 
@@ -56,11 +66,16 @@ def atomic_save(path: Path, data: dict) -> None:
 
 
 def load_data_file(path: Path) -> dict:
-    """torch.load with weights_only=True: a checkpoint is data, never code."""
+    """torch.load with weights_only=True: a resumable state or an old `.pt` checkpoint is data,
+    never code; a file that holds pickled code is refused."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only met an object that only code could rebuild
+        raise CheckpointError(
+            f"{path} holds pickled code, not only weights, and is refused: a checkpoint is data"
+        ) from None
     except Exception as error:  # unpickling raises many types for a corrupt or foreign file
         raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
     if not isinstance(data, dict):
@@ -77,21 +92,72 @@ def state_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def cache_key(kind: str, *parts: Any) -> str:
+    """The content key of a cached artefact: a stable hash of its kind and of every input that
+    produced it (configs, seeds, ids, fingerprints)."""
+    text = json.dumps([kind, *(to_dict(part) for part in parts)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_key(dataset: Dataset) -> dict:
+    """What identifies the data in cache keys: its content hash and task, not its folder."""
+    return {"fingerprint": dataset.fingerprint, "name": dataset.name, "size": dataset.size}
+
+
+def weights_key(kind: str, config: ExperimentConfig, dataset: Dataset, seed: int, *parts) -> str:
+    """The key of anything whose weights a training produced: the data, the model, the recipe,
+    the precision and the seed (every setting that changes the weights), plus `parts`."""
+    bf16 = config.runtime.bf16
+    return cache_key(kind, data_key(dataset), config.model, config.train, bf16, seed, *parts)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write tensors as safetensors, `meta` as JSON in its header, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    header = {META_KEY: json.dumps(meta, default=str)}
+    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=header))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata `save_tensors` wrote."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get(META_KEY, "{}"))
+            return {key: handle.get_tensor(key) for key in handle.keys()}, meta  # noqa: SIM118
+    except (SafetensorError, OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict) -> None:
-    """Save a model's weights with the metadata needed to rebuild and check it."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save(Path(path), {"format": CHECKPOINT_FORMAT, "meta": meta, "state_dict": state})
+    """Save a model's weights as safetensors, with the metadata needed to rebuild and check it."""
+    save_tensors(path, model.state_dict(), {"format": CHECKPOINT_FORMAT, **meta})
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether a file starts as safetensors do: an 8-byte header length, then a JSON object."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
 
 
 def load_checkpoint(path: Path) -> tuple[dict, dict]:
-    """The (state_dict, meta) of a medunlearn checkpoint."""
-    data = load_data_file(Path(path))
-    if data.get("format") != CHECKPOINT_FORMAT or "state_dict" not in data:
+    """The (state_dict, meta) of a medunlearn checkpoint: safetensors, or an old `.pt` file
+    read weights-only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if _is_safetensors(path):
+        state, meta = load_tensors(path)
+        fmt = meta.pop("format", None)
+    else:
+        data = load_data_file(path)
+        state, meta, fmt = data.get("state_dict"), data.get("meta", {}), data.get("format")
+    if fmt != CHECKPOINT_FORMAT or state is None:
         raise CheckpointError(
-            f"{path} is not a medunlearn checkpoint (format {data.get('format')!r}); "
+            f"{path} is not a medunlearn checkpoint (format {fmt!r}); "
             "train one with `medunlearn train`"
         )
-    return data["state_dict"], data.get("meta", {})
+    return state, meta
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -106,6 +172,6 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def path(self, kind: str, key: str, suffix: str = ".pt") -> Path:
+    def path(self, kind: str, key: str, suffix: str = ".safetensors") -> Path:
         """Where the artefact of a kind and content key lives."""
         return self.root / kind / f"{key}{suffix}"

@@ -1,9 +1,12 @@
-"""Supervised training of the original model and of Retrain: SGD, schedule, val selection, resume."""
+"""The one fit loop (SGD, per-epoch schedule, resume, optional validation selection) that trains
+the original model, Retrain and every gradient-based unlearning method."""
 
 from __future__ import annotations
 
 import copy
 import time
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,23 +15,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from medunlearn.augment import build_augment
-from medunlearn.config import TrainConfig, fingerprint
+from medunlearn.config import Recipe, Schedule
 from medunlearn.data import Dataset
-from medunlearn.engine import Batch, Engine, n_batches
+from medunlearn.engine import Batch, Engine, LossFn, n_batches
 from medunlearn.metrics.accuracy import selection_score
-from medunlearn.store import atomic_save, load_data_file
+from medunlearn.store import atomic_save, cache_key, load_data_file
 
-SCHEDULES = ("cosine", "multistep", "constant")
+SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
+
+# an epoch's batches and their count, and an epoch's loss, both given the epoch and generator
+EpochBatches = Callable[[int, torch.Generator], tuple[Iterator[Batch], int]]
+EpochLoss = Callable[[int, torch.Generator], LossFn]
 
 
 @dataclass
-class TrainResult:
-    """The model selected on validation, with its history and time."""
+class FitResult:
+    """The fitted model (the best epoch on validation when scored), its history and run time.
+
+    `seconds` is the total over every run of this fit, `resumed_seconds` the part that earlier,
+    interrupted runs spent (read back from the resumable state)."""
 
     model: nn.Module
     best_epoch: int
-    best_val: float
+    best_val: float | None
     seconds: float
+    resumed_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
 
 
@@ -46,88 +57,137 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, epochs: int)
     if schedule == "multistep":
         milestones = [epochs // 2, (3 * epochs) // 4]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    if schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"unknown train.schedule '{schedule}'; choose one of {SCHEDULES}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _resume_state(path: Path | None, recipe: str) -> dict | None:
-    """The saved state of an interrupted run of this exact recipe at `path`, if any."""
+def _resume_state(path: Path | None, key: str) -> dict | None:
+    """The saved state of an interrupted run of this exact fit at `path`, if any."""
     if path is None or not path.is_file():
         return None
     saved = load_data_file(path)
-    return saved if saved.get("recipe") == recipe else None
+    return saved if saved.get("recipe") == key else None
 
 
-def train_model(
+def fit(
     model: nn.Module,
-    dataset: Dataset,
-    indices: torch.Tensor,
-    config: TrainConfig,
+    recipe: Recipe,
     engine: Engine,
+    epoch_batches: EpochBatches,
+    epoch_loss: EpochLoss,
     seed: int,
+    *,
+    after_step: Callable[[], None] | None = None,
+    score: Callable[[nn.Module], float] | None = None,
     state_path: Path | None = None,
+    state_key: str = "",
     description: str = "train",
-) -> TrainResult:
-    """Train on the training rows `indices`, keep the best epoch on validation, resume from state."""
-    if len(indices) == 0:
-        raise ValueError("cannot train on an empty set of samples")
+) -> FitResult:
+    """SGD for `recipe.epochs` epochs; each epoch's batches and loss come from the caller.
+
+    With `score` (validation), the best-scoring epoch's weights are kept, else the last. With
+    `state_path`, the state is saved after every epoch and an interrupted fit with the same
+    `state_key` resumes from it, its earlier run time counted.
+    """
     model = engine.prepare(model)
-    optimizer = engine.sgd(model, config.lr, config.momentum, config.weight_decay)
-    scheduler = make_scheduler(optimizer, config.schedule, config.epochs)
+    optimizer = engine.sgd(model, recipe.lr, recipe.momentum, recipe.weight_decay)
+    scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs)
     generator = engine.generator(seed)
-    augment = build_augment(config.augment)
-    labels = dataset.train.labels[indices]
-    weight = class_weights(labels, dataset.n_classes) if config.class_weighted else None
-    weight = None if weight is None else weight.to(engine.device)
-    start, best_val, best_epoch, history, elapsed = 0, -1.0, -1, [], 0.0
-    best_state = copy.deepcopy(model.state_dict())
-    recipe = fingerprint(config, seed, indices.tolist(), dataset.fingerprint)
-    saved = _resume_state(state_path, recipe)
+    key = cache_key("fit", recipe, seed, state_key)
+    start, best_val, best_epoch, history, resumed = 0, None, recipe.epochs, [], 0.0
+    best_state = None
+    saved = _resume_state(state_path, key)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         generator.set_state(saved["generator"])
         start, best_val, best_epoch = saved["epoch"], saved["best_val"], saved["best_epoch"]
-        best_state, history, elapsed = saved["best_state"], saved["history"], saved["seconds"]
-        engine.progress.log(f"{description}: resuming after epoch {start}/{config.epochs}")
+        best_state, history, resumed = saved["best_state"], saved["history"], saved["seconds"]
+        engine.progress.log(f"{description}: resuming after epoch {start}/{recipe.epochs}")
+    elapsed = resumed
+    for epoch in range(start, recipe.epochs):
+        began = time.perf_counter()
+        batches, total = epoch_batches(epoch, generator)
+        label = f"{description} {epoch + 1}/{recipe.epochs}"
+        loss = engine.train_epoch(
+            model, batches, optimizer, epoch_loss(epoch, generator), after_step, label, total
+        )
+        scheduler.step()
+        entry = {"epoch": epoch + 1, "loss": loss}
+        if score is not None:
+            entry["val"] = val = score(model)
+            if best_val is None or val > best_val:
+                best_val, best_epoch = val, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+        history.append(entry)
+        elapsed += time.perf_counter() - began
+        if state_path is not None:
+            state = {
+                "recipe": key,
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "best_state": best_state,
+                "history": history,
+                "seconds": elapsed,
+            }
+            atomic_save(state_path, state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(model, best_epoch, best_val, elapsed, resumed, history)
+
+
+def rows_batches(
+    engine: Engine, dataset: Dataset, rows: torch.Tensor, recipe: Recipe, augment_mode: str
+) -> EpochBatches:
+    """Per-epoch shuffled, augmented batches of the given training rows."""
+    augment = build_augment(augment_mode)
+
+    def make(_epoch: int, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
+        batches = engine.batches(dataset.train, rows, recipe.batch_size, generator, augment)
+        return batches, n_batches(len(rows), recipe.batch_size)
+
+    return make
+
+
+def train_model(
+    model: nn.Module,
+    dataset: Dataset,
+    indices: torch.Tensor,
+    recipe: Recipe,
+    engine: Engine,
+    seed: int,
+    state_path: Path | None = None,
+    description: str = "train",
+) -> FitResult:
+    """Supervised training on the training rows `indices` (the original model, Retrain): CE
+    (class-weighted when asked), the best epoch on validation kept, resumable."""
+    if len(indices) == 0:
+        raise ValueError("cannot train on an empty set of samples")
+    labels = dataset.train.labels[indices]
+    weight = class_weights(labels, dataset.n_classes) if recipe.class_weighted else None
+    weight = None if weight is None else weight.to(engine.device)
 
     def loss_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(logits, batch.labels, weight=weight)
 
-    total = n_batches(len(indices), config.batch_size)
-    for epoch in range(start, config.epochs):
-        began = time.perf_counter()
-        batches = engine.batches(dataset.train, indices, config.batch_size, generator, augment)
-        label = f"{description} {epoch + 1}/{config.epochs}"
-        loss = engine.train_epoch(
-            model, batches, optimizer, loss_fn, description=label, total=total
-        )
-        scheduler.step()
-        val_logits = engine.logits(model, dataset.val.images, "validation")
-        val = selection_score(val_logits, dataset.val.labels, dataset.task)
-        elapsed += time.perf_counter() - began
-        history.append({"epoch": epoch + 1, "loss": loss, "val": val})
-        if val > best_val:
-            best_val, best_epoch = val, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
-        if state_path is not None:
-            atomic_save(
-                state_path,
-                {
-                    "recipe": recipe,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "history": history,
-                    "seconds": elapsed,
-                },
-            )
-    model.load_state_dict(best_state)
-    return TrainResult(model, best_epoch, best_val, elapsed, history)
+    def validation(model: nn.Module) -> float:
+        logits = engine.logits(model, dataset.val.images, "validation")
+        return selection_score(logits, dataset.val.labels, dataset.task)
+
+    return fit(
+        model,
+        recipe,
+        engine,
+        rows_batches(engine, dataset, indices, recipe, recipe.augment or "none"),
+        lambda *_: loss_fn,
+        seed,
+        score=validation,
+        state_path=state_path,
+        state_key=cache_key("rows", indices.tolist(), dataset.fingerprint),
+        description=description,
+    )

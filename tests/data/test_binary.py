@@ -51,15 +51,7 @@ def test_metadata_of_the_binary_dataset():
     assert binary.name == "dermamnist-binary"
     assert (binary.n_classes, binary.task, binary.positive_class) == (2, "binary", 1)
     assert binary.label_names == ["negative (bkl, df, nv, vasc)", "positive (akiec, bcc, mel)"]
-    assert binary.extra["positive_classes"] == "0,1,4"
     assert (derma.name, derma.n_classes, derma.task) == ("dermamnist", 7, "multi-class")
-
-
-def test_subset_keeps_original_labels():
-    binary = to_binary(_dataset("dermamnist", DERMA_NAMES, DERMA_LABELS), [0, 1, 4])
-    part = binary.train.subset(torch.tensor([4, 2]))
-    assert part.labels.tolist() == [1, 0]
-    assert part.original_labels.tolist() == [4, 2]
 
 
 def test_breastmnist_flips_so_malignant_is_positive():

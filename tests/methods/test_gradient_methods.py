@@ -27,41 +27,43 @@ def _changed(before: torch.nn.Module, after: torch.nn.Module) -> bool:
     )
 
 
-def test_ga_increases_the_forget_loss(unlearn_data, context, engine):
-    before = _forget_loss(unlearn_data.original, unlearn_data, engine)
+def test_ga_increases_the_forget_loss(unlearn_data, context, engine, original):
+    before = _forget_loss(original, unlearn_data, engine)
     method = MethodConfig("ga", {"epochs": 3, "lr": 0.05, "batch_size": 4})
-    model = unlearn(copy.deepcopy(unlearn_data.original), unlearn_data, method, context).model
+    model = unlearn(copy.deepcopy(original), unlearn_data, method, context).model
     after = _forget_loss(model, unlearn_data, engine)
     assert after > before + 1
 
 
-def test_ga_sees_only_forget_rows(unlearn_data, context, batch_rows):
+def test_ga_sees_only_forget_rows(original, unlearn_data, context, batch_rows):
     method = MethodConfig("ga", {"epochs": 1, "batch_size": 16})
-    model = copy.deepcopy(unlearn_data.original)
+    model = copy.deepcopy(original)
     unlearn(model, unlearn_data, method, context)
     assert set().union(*batch_rows) == set(unlearn_data.forget_index.tolist())
-    assert _changed(unlearn_data.original, model)
+    assert _changed(original, model)
 
 
 @pytest.mark.parametrize("name", ["ft", "l1-sparse"])
-def test_retain_only_methods_run_and_change_weights(unlearn_data, context, batch_rows, name):
-    model = copy.deepcopy(unlearn_data.original)
+def test_retain_only_methods_run_and_change_weights(
+    original, unlearn_data, context, batch_rows, name
+):
+    model = copy.deepcopy(original)
     result = unlearn(model, unlearn_data, MethodConfig(name, {"epochs": 2, "batch_size": 16}),
                      context)  # fmt: skip
-    assert _changed(unlearn_data.original, result.model)
+    assert _changed(original, result.model)
     assert set().union(*batch_rows) == set(unlearn_data.retain_index.tolist())
     assert result.seconds > 0
 
 
-def test_neggrad_plus_runs_on_both_sets(unlearn_data, context, batch_rows):
-    model = copy.deepcopy(unlearn_data.original)
+def test_neggrad_plus_runs_on_both_sets(original, unlearn_data, context, batch_rows):
+    model = copy.deepcopy(original)
     result = unlearn(model, unlearn_data, MethodConfig("neggrad+", {"epochs": 2, "batch_size": 16}),
                      context)  # fmt: skip
-    assert _changed(unlearn_data.original, result.model)
+    assert _changed(original, result.model)
     assert set().union(*batch_rows) == set(range(len(unlearn_data.dataset.train)))
 
 
-def test_neggrad_plus_loss_weights_the_two_sets(unlearn_data, context, monkeypatch):
+def test_neggrad_plus_loss_weights_the_two_sets(unlearn_data, context, monkeypatch, original):
     """alpha * CE(retain) - (1 - alpha) * CE(forget), on one batch built by hand."""
     captured = {}
 
@@ -69,8 +71,8 @@ def test_neggrad_plus_loss_weights_the_two_sets(unlearn_data, context, monkeypat
         captured["loss"] = epoch_loss(0, ctx.engine.generator(0))
         return model
 
-    monkeypatch.setattr(ngp, "run_epochs", capture)
-    unlearn(unlearn_data.original, unlearn_data,
+    monkeypatch.setattr(ngp, "fit_method", capture)
+    unlearn(original, unlearn_data,
             MethodConfig("neggrad+", {"alpha": 0.8}), context)  # fmt: skip
     labels = unlearn_data.dataset.train.labels
     rows = torch.cat([unlearn_data.retain_index[:5], unlearn_data.forget_index[:3]])
@@ -82,7 +84,7 @@ def test_neggrad_plus_loss_weights_the_two_sets(unlearn_data, context, monkeypat
     assert captured["loss"](logits, batch).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_l1_penalty_decays_linearly(unlearn_data, context, monkeypatch):
+def test_l1_penalty_decays_linearly(unlearn_data, context, monkeypatch, original):
     """strength(epoch) = alpha * (1 - epoch / E) for epoch = 0 .. E-1 (as in REFERENCE.md)."""
     captured = {}
 
@@ -90,9 +92,9 @@ def test_l1_penalty_decays_linearly(unlearn_data, context, monkeypatch):
         captured["epoch_loss"], captured["model"] = epoch_loss, model
         return model
 
-    monkeypatch.setattr(l1_module, "run_epochs", capture)
+    monkeypatch.setattr(l1_module, "fit_method", capture)
     epochs, alpha = 5, 0.1
-    unlearn(copy.deepcopy(unlearn_data.original), unlearn_data,
+    unlearn(copy.deepcopy(original), unlearn_data,
             MethodConfig("l1-sparse", {"epochs": epochs, "alpha": alpha}), context)  # fmt: skip
     labels = unlearn_data.dataset.train.labels
     rows = unlearn_data.retain_index[:6]
@@ -117,8 +119,8 @@ def test_l1_norm():
     assert L1SparseParams().alpha > 0
 
 
-def test_methods_are_seeded(unlearn_data, context):
+def test_methods_are_seeded(unlearn_data, context, original):
     method = MethodConfig("ft", {"epochs": 1, "batch_size": 16})
-    first = unlearn(copy.deepcopy(unlearn_data.original), unlearn_data, method, context).model
-    second = unlearn(copy.deepcopy(unlearn_data.original), unlearn_data, method, context).model
+    first = unlearn(copy.deepcopy(original), unlearn_data, method, context).model
+    second = unlearn(copy.deepcopy(original), unlearn_data, method, context).model
     assert not _changed(first, second)

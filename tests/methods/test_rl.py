@@ -95,7 +95,7 @@ def test_rl_run_feeds_random_forget_labels_and_true_retain_labels(
     blood, original, engine, context, monkeypatch, loader
 ):
     forget_set = select_forget(blood, ForgetConfig(mode="random", fraction=0.5), seed=0)
-    data = UnlearnData(blood, forget_set, original)
+    data = UnlearnData(blood, forget_set)
     is_forget = data.is_forget
     batches: list[dict] = []
     real_relabelled_loss = rl.relabelled_loss
@@ -135,10 +135,10 @@ def test_rl_run_feeds_random_forget_labels_and_true_retain_labels(
         assert "m" in kinds
 
 
-def test_rl_changes_the_model(unlearn_data, context):
-    start = copy.deepcopy(unlearn_data.original)
+def test_rl_changes_the_model(unlearn_data, context, original):
+    start = copy.deepcopy(original)
     result = unlearn(
-        unlearn_data.original,
+        original,
         unlearn_data,
         MethodConfig("rl", {"epochs": 1, "batch_size": 16}),
         context,
@@ -151,10 +151,10 @@ def test_rl_changes_the_model(unlearn_data, context):
     assert all(changed)
 
 
-def test_unknown_loader(unlearn_data, context):
+def test_unknown_loader(unlearn_data, context, original):
     with pytest.raises(ValueError, match="loader"):
         unlearn(
-            unlearn_data.original,
+            original,
             unlearn_data,
             MethodConfig("rl", {"epochs": 1, "loader": "interleaved"}),
             context,

@@ -6,9 +6,17 @@ import torch
 
 from medunlearn.data import Dataset, Split
 from medunlearn.forget import ForgetSet
-from medunlearn.metrics import Predictions, compute_metrics, predict
+from medunlearn.metrics import Predictions, predict
 from medunlearn.metrics.accuracy import accuracy, balanced_accuracy, selection_score
+from medunlearn.metrics.evaluation import metrics_before_mia, mia_inputs
 from medunlearn.metrics.mia import mia_efficacy, true_class_confidence
+
+
+def all_metrics(predictions, dataset, forget_set, seed=0):
+    """Every metric of one set of predictions, the MIA included."""
+    metrics = metrics_before_mia(predictions, dataset, forget_set)
+    metrics["mia"] = mia_inputs(predictions, dataset, forget_set, seed).efficacy()
+    return metrics
 
 
 def _logits(predicted: list[int], n_classes: int) -> torch.Tensor:
@@ -63,7 +71,7 @@ def test_compute_metrics_by_hand():
     train_predicted = [0, 0, 2, 0, 1, 2, 1, 1, 0, 2]
     test_predicted = [0, 1, 2, 1, 0]
     predictions = Predictions(_logits(train_predicted, 3), _logits(test_predicted, 3))
-    metrics = compute_metrics(predictions, dataset, forget_set, seed=0)
+    metrics = all_metrics(predictions, dataset, forget_set, seed=0)
     assert metrics["ua"] == pytest.approx(75.0)
     assert metrics["ra"] == pytest.approx(100 * 5 / 6)
     assert metrics["ta"] == pytest.approx(60.0)
@@ -82,7 +90,7 @@ def test_compute_metrics_binary_adds_clinical_metrics():
     dataset.task, dataset.positive_class = "binary", 1
     forget_set = ForgetSet(np.array([0, 1]), 6, "hand", dataset.fingerprint)
     predictions = Predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
-    metrics = compute_metrics(predictions, dataset, forget_set)
+    metrics = all_metrics(predictions, dataset, forget_set)
     # forget rows: labels 0, 1 predicted 0, 0 -> BAC 50 -> UBAC 50
     assert metrics["ubac"] == pytest.approx(50.0)
     assert metrics["rbac"] == pytest.approx(100.0)
@@ -97,7 +105,7 @@ def test_native_binary_set_without_a_positive_class_gets_no_clinical_metrics():
     dataset.task = "binary"
     forget_set = ForgetSet(np.array([0, 1]), 6, "hand", dataset.fingerprint)
     predictions = Predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
-    assert "fnr" not in compute_metrics(predictions, dataset, forget_set)
+    assert "fnr" not in all_metrics(predictions, dataset, forget_set)
 
 
 def test_predict_gives_logits_of_every_train_and_test_sample(blood, original, engine):

@@ -1,13 +1,35 @@
 """MIA-efficacy: an SVC on true-class confidence, trained on retain (members) vs test."""
 
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import medunlearn.metrics.mia as mia_module
+from medunlearn.config import RuntimeConfig
 from medunlearn.data import Dataset, Split
+from medunlearn.engine import Engine
 from medunlearn.forget import ForgetSet
-from medunlearn.metrics import Predictions, compute_metrics
-from medunlearn.metrics.mia import fit_attack, mia_efficacy, true_class_confidence
+from medunlearn.metrics import Predictions
+from medunlearn.metrics.evaluation import metrics_before_mia, mia_inputs
+from medunlearn.metrics.mia import (
+    MiaInputs,
+    PendingAttacks,
+    fit_attack,
+    load_inputs,
+    mia_efficacy,
+    save_inputs,
+    true_class_confidence,
+)
+
+
+def all_metrics(predictions, dataset, forget_set, seed=0):
+    """Every metric of one set of predictions, the MIA included."""
+    metrics = metrics_before_mia(predictions, dataset, forget_set)
+    metrics["mia"] = mia_inputs(predictions, dataset, forget_set, seed).efficacy()
+    return metrics
 
 
 def _case(n_retain=200, n_test=200, seed=0):
@@ -86,6 +108,60 @@ def test_compute_metrics_uses_retain_as_members_and_test_as_non_members():
     unsure = forget_ids[12:]
     train_logits[unsure] = _confident(train_labels[unsure], 0.3)
     predictions = Predictions(train_logits, _confident(test_labels, 0.3))
-    metrics = compute_metrics(predictions, dataset, ForgetSet(forget_ids, 60, "hand", "x"))
+    metrics = all_metrics(predictions, dataset, ForgetSet(forget_ids, 60, "hand", "x"))
     assert metrics["mia"] == pytest.approx(25.0)
     assert metrics["ua"] == 0.0 and metrics["ra"] == 100.0
+
+
+@pytest.fixture
+def attack_log(monkeypatch):
+    """Attacks that run beside training; each logs its inputs' path and waits for `release`."""
+    release, started = threading.Event(), []
+
+    def attack(path, done):
+        started.append(path)
+        release.wait(10)
+        done(0.0, 0.0)
+
+    monkeypatch.setattr(mia_module, "_attack", attack)
+    monkeypatch.setattr(mia_module, "attacks_in_background", lambda engine: True)
+    return release, started
+
+
+def _engine():
+    return Engine(RuntimeConfig(device="cpu", threads=1))
+
+
+def test_leaving_pending_attacks_cancels_those_not_started(attack_log):
+    release, started = attack_log
+    threading.Timer(1.0, release.set).start()  # after the block has been left
+    with pytest.raises(KeyboardInterrupt), PendingAttacks(_engine()) as attacks:
+        for name in ("a", "b", "c"):
+            attacks.add(Path(name), lambda mia, seconds: None)
+        raise KeyboardInterrupt
+    assert started == [Path("a")]  # one thread: "b" and "c" were waiting, and are cancelled
+
+
+def test_a_failed_background_attack_stops_the_run_at_the_next_row(attack_log):
+    release, started = attack_log
+    release.set()
+
+    def fail(mia, seconds):
+        raise RuntimeError("attack failed")
+
+    with PendingAttacks(_engine()) as attacks:
+        attacks.add(Path("a"), fail)
+        for future in attacks.futures:
+            future.exception()  # wait for it
+        with pytest.raises(RuntimeError, match="attack failed"):
+            attacks.add(Path("b"), lambda mia, seconds: None)
+    assert started == [Path("a")]
+
+
+def test_saved_inputs_give_the_same_attack(tmp_path):
+    members, non_members = _case()
+    inputs = MiaInputs(members, non_members, np.array([0.99, 0.3, 0.31]), seed=3)
+    save_inputs(tmp_path / "x.mia.npz", inputs)
+    loaded = load_inputs(tmp_path / "x.mia.npz")
+    assert loaded.seed == 3
+    assert loaded.efficacy() == inputs.efficacy() == pytest.approx(200 / 3)

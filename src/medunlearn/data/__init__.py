@@ -8,8 +8,12 @@ from medunlearn.data.dataset import DataError, Dataset, Split
 CIFAR_NAMES = ("cifar10", "cifar100")
 
 
-def load_dataset(config: DataConfig, download: bool = True) -> Dataset:
-    """The dataset a config names, at its size, mapped to a binary task when asked."""
+def load_dataset(
+    config: DataConfig, download: bool = True, cache_dir: str | None = None
+) -> Dataset:
+    """The dataset a config names, at its size, mapped to a binary task when asked.
+
+    `cache_dir` (`runtime.cache_dir`) is where large sets are memory-mapped from."""
     if config.dataset in CIFAR_NAMES:
         from medunlearn.data.cifar import load_cifar
         from medunlearn.data.medmnist import data_root, resize_images
@@ -23,8 +27,9 @@ def load_dataset(config: DataConfig, download: bool = True) -> Dataset:
         from medunlearn.data.medmnist import load_medmnist
 
         dataset = load_medmnist(
-            config.dataset, config.size, config.root, config.file_size, download=download
-        )
+            config.dataset, config.size, config.root, config.file_size, download=download,
+            cache_dir=cache_dir,
+        )  # fmt: skip
     if config.binary:
         from medunlearn.data.binary import positive_classes_for, to_binary
 

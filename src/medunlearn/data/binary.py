@@ -89,5 +89,4 @@ def to_binary(dataset: Dataset, positive: Sequence[int]) -> Dataset:
         test=_binary_split(dataset.test, positive_tensor),
         task="binary",
         positive_class=1,
-        extra={**dataset.extra, "positive_classes": ",".join(map(str, classes))},
     )

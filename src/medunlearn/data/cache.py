@@ -68,7 +68,7 @@ def _read_header(handle) -> ArrayHeader:
     elif version == (2, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
     else:
-        raise ValueError(f".npy format version {version} is not supported")
+        raise DataError(f".npy format version {version} is not supported")
     return ArrayHeader(tuple(shape), np.dtype(dtype), fortran)
 
 

@@ -233,5 +233,4 @@ def load_cifar(name: str, root: Path) -> Dataset:
         train=_split(train_images[keep], train_labels[keep]),
         val=_split(train_images[val], train_labels[val]),
         test=_split(test_images, test_labels),
-        extra={"val_split": f"stratified {VAL_FRACTION:.0%} of official train, seed {VAL_SEED}"},
     )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
 
+from medunlearn.config import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A dataset file is missing, malformed or asked for in a way that cannot be served."""
 
 
@@ -24,11 +26,6 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
-
-    def subset(self, indices: torch.Tensor) -> Split:
-        """The samples at `indices`, in that order (a copy; the split itself is untouched)."""
-        original = None if self.original_labels is None else self.original_labels[indices]
-        return Split(self.images[indices], self.labels[indices], original)
 
 
 @dataclass
@@ -45,7 +42,6 @@ class Dataset:
     test: Split
     task: str = "multi-class"
     positive_class: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def fingerprint(self) -> str:

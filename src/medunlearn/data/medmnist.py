@@ -13,6 +13,7 @@ from medmnist import INFO
 from medmnist.info import DEFAULT_ROOT
 
 from medunlearn.data import cache
+from medunlearn.data.binary import DEFAULT_POSITIVE
 from medunlearn.data.dataset import DataError, Dataset, Split
 from medunlearn.store import cache_root
 
@@ -173,7 +174,11 @@ def load_medmnist(
             splits[split] = loaded
     names = [info["label"][str(i)] for i in range(n_classes)]
     task = "binary" if info["task"].startswith("binary") else "multi-class"
-    dataset = Dataset(flag, size, n_classes, channels, names, task=task, **splits)
+    positive = DEFAULT_POSITIVE.get(flag, ()) if task == "binary" else ()
+    dataset = Dataset(
+        flag, size, n_classes, channels, names, task=task, **splits,
+        positive_class=positive[0] if len(positive) == 1 else None,
+    )  # fmt: skip
     if fingerprint is not None:
         # the hash of the mapped arrays, taken while converting: hashing them again (as
         # `Dataset.fingerprint` would) reads the whole set back from disk at every load

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from medunlearn.config import MethodConfig
@@ -34,17 +33,19 @@ class UnlearnResult:
 def unlearn(
     model: nn.Module, data: UnlearnData, method: MethodConfig, context: Context
 ) -> UnlearnResult:
-    """Run one registered method on a model (changed in place for gradient methods), timed."""
+    """Run one registered method on a model (changed in place for gradient methods), timed.
+
+    The run time is this call's wall time plus the work it reused from earlier runs (epochs
+    before a resume, a cached saliency mask), so it is the same however often it was resumed.
+    """
     spec = get_method(method.name)
     spec.check_data(data.dataset)
     params = method_params(method.name, method.params)
-    if len(data.retain_index) == 0:
-        raise ValueError("the retain set is empty: nothing would be left to learn from")
+    context.earlier_seconds = 0.0
     started = time.perf_counter()
     result = spec.run(model, data, params, context)
-    if context.engine.device.type == "cuda":
-        torch.cuda.synchronize(context.engine.device)
-    return UnlearnResult(result, time.perf_counter() - started)
+    context.engine.synchronize()
+    return UnlearnResult(result, time.perf_counter() - started + context.earlier_seconds)
 
 
 __all__ = ["METHODS", "Context", "MethodParams", "UnlearnData", "UnlearnResult", "unlearn"]

@@ -1,4 +1,4 @@
-"""What every unlearning method shares: its inputs, hyper-parameters, losses and epoch loop."""
+"""What every unlearning method shares: its inputs, hyper-parameters, losses and the fit call."""
 
 from __future__ import annotations
 
@@ -11,53 +11,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medunlearn.augment import AUG_MODES, Augment, build_augment
-from medunlearn.config import ModelConfig, TrainConfig
+from medunlearn.config import ModelConfig, Recipe, TrainConfig
 from medunlearn.data import Dataset
-from medunlearn.engine import Batch, Engine, LossFn, n_batches
+from medunlearn.engine import Batch, Engine, n_batches
 from medunlearn.forget import ForgetSet
 from medunlearn.store import Store
-from medunlearn.training import SCHEDULES, class_weights, make_scheduler
+from medunlearn.training import EpochBatches, EpochLoss, class_weights, fit, rows_batches
 
 
 @dataclass
-class MethodParams:
-    """Hyper-parameters every gradient-based method has (SGD as in the reference code)."""
-
-    epochs: int = 10
-    lr: float = 0.01
-    batch_size: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "constant"
-    augment: str | None = None
-    class_weighted: bool = False
-
-    def __post_init__(self) -> None:
-        check_common(self.epochs, self.lr, self.augment)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule '{self.lr_schedule}'; choose one of {SCHEDULES}")
-
-
-def check_common(epochs: int | None, lr: float | None, augment: str | None) -> None:
-    """Reject hyper-parameters no run can use: negative epochs, lr <= 0, unknown augmentation."""
-    if epochs is not None and epochs < 0:
-        raise ValueError(f"epochs must be 0 or more, got {epochs}")
-    if lr is not None and lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if augment is not None and augment not in AUG_MODES:
-        raise ValueError(f"unknown augment '{augment}'; choose one of {AUG_MODES}")
+class MethodParams(Recipe):
+    """Hyper-parameters of every gradient-based method: the SGD recipe (as in the reference
+    code: 10 epochs, lr 0.01, constant schedule, the training recipe's augmentation)."""
 
 
 @dataclass
 class UnlearnData:
-    """The data of one deletion: the dataset, the forget set and the original model."""
+    """The data of one deletion: the dataset and the forget set."""
 
     dataset: Dataset
     forget_set: ForgetSet
-    original: nn.Module | None = None
 
     @property
     def forget_index(self) -> torch.Tensor:
@@ -84,7 +57,11 @@ class UnlearnData:
 
 @dataclass
 class Context:
-    """What a method may use besides its data: engine, seed, recipe, cache."""
+    """What a method may use besides its data: engine, seed, recipe, cache, resumable state.
+
+    `earlier_seconds` collects the run time of work this call reuses instead of redoing (the
+    epochs before a resume, a saliency mask read from the cache): it belongs to the method's
+    run time, and `unlearn` adds it."""
 
     engine: Engine
     seed: int = 0
@@ -93,11 +70,11 @@ class Context:
     store: Store | None = None
     state_path: Path | None = None
     name: str = "unlearn"
+    earlier_seconds: float = 0.0
 
-    def augment(self, params: MethodParams) -> Augment:
+    def augment_mode(self, params: Recipe) -> str:
         """The method's augmentation: its own if set, else the training recipe's."""
-        mode = params.augment or (self.train.augment if self.train else "none")
-        return build_augment(mode)
+        return params.augment or (self.train.augment if self.train else "none")
 
 
 def retain_loss(data: UnlearnData, params: MethodParams, device: torch.device):
@@ -129,64 +106,53 @@ def concat_batches(first: Batch, second: Batch) -> Batch:
     )
 
 
-def paired_batches(
-    engine: Engine,
-    data: UnlearnData,
-    params: MethodParams,
-    generator: torch.Generator,
-    augment: Augment,
-) -> Iterator[Batch]:
-    """Each retain batch joined with the next forget batch (the forget set cycles)."""
-    split = data.dataset.train
-    size = params.batch_size
-    forget = engine.batches(split, data.forget_index, size, generator, augment)
-    for retain_batch in engine.batches(split, data.retain_index, size, generator, augment):
-        forget_batch = next(forget, None)
-        if forget_batch is None:
-            forget = engine.batches(split, data.forget_index, size, generator, augment)
-            forget_batch = next(forget)
-        yield concat_batches(retain_batch, forget_batch)
+def method_rows(
+    data: UnlearnData, rows: torch.Tensor, params: MethodParams, context: Context
+) -> EpochBatches:
+    """Per-epoch shuffled batches of the given training rows, in the method's augmentation."""
+    return rows_batches(context.engine, data.dataset, rows, params, context.augment_mode(params))
 
 
-def run_epochs(
+def paired_batches(data: UnlearnData, params: MethodParams, context: Context) -> EpochBatches:
+    """Per epoch: each retain batch joined with the next forget batch (the forget set cycles)."""
+    forget_batches = method_rows(data, data.forget_index, params, context)
+    retain_batches = method_rows(data, data.retain_index, params, context)
+
+    def make(epoch: int, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
+        def joined() -> Iterator[Batch]:
+            forget = forget_batches(epoch, generator)[0]
+            for retain_batch in retain_batches(epoch, generator)[0]:
+                forget_batch = next(forget, None)
+                if forget_batch is None:
+                    forget = forget_batches(epoch, generator)[0]
+                    forget_batch = next(forget)
+                yield concat_batches(retain_batch, forget_batch)
+
+        return joined(), n_batches(len(data.retain_index), params.batch_size)
+
+    return make
+
+
+def fit_method(
     model: nn.Module,
     params: MethodParams,
     context: Context,
-    epoch_batches: Callable[[int, torch.Generator], tuple[Iterator[Batch], int]],
-    epoch_loss: Callable[[int, torch.Generator], LossFn],
+    epoch_batches: EpochBatches,
+    epoch_loss: EpochLoss,
     after_step: Callable[[], None] | None = None,
 ) -> nn.Module:
-    """SGD for `params.epochs` epochs; each epoch's batches and loss come from the method."""
-    engine = context.engine
-    model = engine.prepare(model)
-    optimizer = engine.sgd(model, params.lr, params.momentum, params.weight_decay)
-    scheduler = make_scheduler(optimizer, params.lr_schedule, params.epochs)
-    generator = engine.generator(context.seed)
-    for epoch in range(params.epochs):
-        batches, total = epoch_batches(epoch, generator)
-        engine.train_epoch(
-            model,
-            batches,
-            optimizer,
-            epoch_loss(epoch, generator),
-            after_step,
-            description=f"{context.name} {epoch + 1}/{params.epochs}",
-            total=total,
-        )
-        scheduler.step()
-    return model
-
-
-def rows_batches(
-    context: Context, data: UnlearnData, rows: torch.Tensor, params: MethodParams
-) -> Callable[[int, torch.Generator], tuple[Iterator[Batch], int]]:
-    """Per-epoch shuffled, augmented batches of the given training rows."""
-    augment = context.augment(params)
-
-    def make(_epoch: int, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
-        batches = context.engine.batches(
-            data.dataset.train, rows, params.batch_size, generator, augment
-        )
-        return batches, n_batches(len(rows), params.batch_size)
-
-    return make
+    """Run the one fit loop for a method: its recipe, seed and resumable state; the epochs an
+    interrupted run already did count in its run time."""
+    result = fit(
+        model,
+        params,
+        context.engine,
+        epoch_batches,
+        epoch_loss,
+        context.seed,
+        after_step=after_step,
+        state_path=context.state_path,
+        description=context.name,
+    )
+    context.earlier_seconds += result.resumed_seconds
+    return result.model

@@ -8,9 +8,9 @@ from medunlearn.methods.base import (
     Context,
     MethodParams,
     UnlearnData,
+    fit_method,
+    method_rows,
     retain_loss,
-    rows_batches,
-    run_epochs,
 )
 from medunlearn.methods.registry import register
 
@@ -21,5 +21,5 @@ def fine_tune(
 ) -> nn.Module:
     """Cross-entropy on retain samples for `epochs` epochs."""
     loss = retain_loss(data, params, context.engine.device)
-    batches = rows_batches(context, data, data.retain_index, params)
-    return run_epochs(model, params, context, batches, lambda *_: lambda lg, b: loss(lg, b.labels))
+    batches = method_rows(data, data.retain_index, params, context)
+    return fit_method(model, params, context, batches, lambda *_: lambda lg, b: loss(lg, b.labels))

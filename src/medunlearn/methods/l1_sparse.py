@@ -7,14 +7,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from medunlearn.config import NON_NEGATIVE, constrained
 from medunlearn.engine import Batch
 from medunlearn.methods.base import (
     Context,
     MethodParams,
     UnlearnData,
+    fit_method,
+    method_rows,
     retain_loss,
-    rows_batches,
-    run_epochs,
 )
 from medunlearn.methods.registry import register
 
@@ -23,7 +24,7 @@ from medunlearn.methods.registry import register
 class L1SparseParams(MethodParams):
     """alpha: strength of the L1 penalty at the first epoch."""
 
-    alpha: float = 5e-4
+    alpha: float = constrained(5e-4, NON_NEGATIVE)
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -46,5 +47,5 @@ def l1_sparse(
 
         return loss
 
-    batches = rows_batches(context, data, data.retain_index, params)
-    return run_epochs(model, params, context, batches, epoch_loss)
+    batches = method_rows(data, data.retain_index, params, context)
+    return fit_method(model, params, context, batches, epoch_loss)

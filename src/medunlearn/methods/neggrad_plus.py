@@ -8,14 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medunlearn.engine import Batch, n_batches
+from medunlearn.config import NON_NEGATIVE, UNIT, constrained
+from medunlearn.engine import Batch
 from medunlearn.methods.base import (
     Context,
     MethodParams,
     UnlearnData,
+    fit_method,
     paired_batches,
     retain_loss,
-    run_epochs,
 )
 from medunlearn.methods.registry import register
 
@@ -24,13 +25,8 @@ from medunlearn.methods.registry import register
 class NegGradPlusParams(MethodParams):
     """alpha weighs the retain term; 1 - alpha the (negated) forget term."""
 
-    epochs: int = 5
-    alpha: float = 0.99
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"NegGrad+ alpha must lie in [0, 1], got {self.alpha}")
+    epochs: int = constrained(5, NON_NEGATIVE)
+    alpha: float = constrained(0.99, UNIT)
 
 
 @register("neggrad+", NegGradPlusParams, "descend on retain while ascending on forget")
@@ -41,7 +37,6 @@ def neggrad_plus(
     engine = context.engine
     is_forget = data.is_forget.to(engine.device)
     retain_ce = retain_loss(data, params, engine.device)
-    augment = context.augment(params)
 
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         forget = is_forget[batch.index]
@@ -49,8 +44,5 @@ def neggrad_plus(
         dropped = F.cross_entropy(logits[forget], batch.labels[forget])
         return params.alpha * kept - (1 - params.alpha) * dropped
 
-    def batches(_epoch: int, generator: torch.Generator):
-        total = n_batches(len(data.retain_index), params.batch_size)
-        return paired_batches(engine, data, params, generator, augment), total
-
-    return run_epochs(model, params, context, batches, lambda *_: loss)
+    batches = paired_batches(data, params, context)
+    return fit_method(model, params, context, batches, lambda *_: loss)

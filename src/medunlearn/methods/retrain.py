@@ -8,22 +8,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medunlearn.methods.base import Context, UnlearnData, check_common
+from medunlearn.config import NON_NEGATIVE, POSITIVE, AugMode, Checked, constrained
+from medunlearn.methods.base import Context, UnlearnData
 from medunlearn.methods.registry import register
 from medunlearn.models import build_model
 from medunlearn.training import train_model
 
 
 @dataclass
-class RetrainParams:
+class RetrainParams(Checked):
     """Overrides of the training recipe for Retrain (None: the original model's value)."""
 
-    epochs: int | None = None
-    lr: float | None = None
-    augment: str | None = None
-
-    def __post_init__(self) -> None:
-        check_common(self.epochs, self.lr, self.augment)
+    epochs: int | None = constrained(None, NON_NEGATIVE)
+    lr: float | None = constrained(None, POSITIVE)
+    augment: AugMode | None = None
 
 
 def fresh_model(context: Context, data: UnlearnData) -> nn.Module:
@@ -52,4 +50,5 @@ def retrain(model: nn.Module, data: UnlearnData, params: RetrainParams, context:
         context.state_path,
         description=context.name,
     )
+    context.earlier_seconds += result.resumed_seconds
     return result.model

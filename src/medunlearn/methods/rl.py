@@ -5,23 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medunlearn.engine import Batch, LossFn, n_batches
+from medunlearn.engine import Batch, LossFn
 from medunlearn.methods.base import (
     Context,
     MethodParams,
     UnlearnData,
+    fit_method,
+    method_rows,
     random_labels,
     retain_loss,
-    run_epochs,
 )
 from medunlearn.methods.registry import register
-
-LOADERS = ("mixed", "sequential")
+from medunlearn.training import EpochBatches
 
 
 @dataclass
@@ -29,12 +30,7 @@ class RLParams(MethodParams):
     """loader: `mixed` shuffles relabelled forget and retain samples into one loader;
     `sequential` makes each epoch a pass over the forget set, then one over the retain set."""
 
-    loader: str = "mixed"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loader not in LOADERS:
-            raise ValueError(f"unknown RL loader '{self.loader}'; choose one of {LOADERS}")
+    loader: Literal["mixed", "sequential"] = "mixed"
 
 
 def relabelled_loss(
@@ -60,19 +56,18 @@ def relabelled_loss(
     return loss
 
 
-def rl_batches(data: UnlearnData, params: RLParams, context: Context):
-    """The per-epoch batch stream of the chosen loader schedule (validated by RLParams)."""
-    engine, split, size = context.engine, data.dataset.train, params.batch_size
-    augment = context.augment(params)
+def rl_batches(data: UnlearnData, params: RLParams, context: Context) -> EpochBatches:
+    """The per-epoch batch stream of the chosen loader schedule."""
+    if params.loader == "mixed":
+        rows = torch.cat([data.forget_index, data.retain_index])
+        return method_rows(data, rows, params, context)
+    forget = method_rows(data, data.forget_index, params, context)
+    retain = method_rows(data, data.retain_index, params, context)
 
-    def make(_epoch: int, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
-        if params.loader == "mixed":
-            rows = torch.cat([data.forget_index, data.retain_index])
-            return engine.batches(split, rows, size, generator, augment), n_batches(len(rows), size)
-        forget = engine.batches(split, data.forget_index, size, generator, augment)
-        retain = engine.batches(split, data.retain_index, size, generator, augment)
-        total = n_batches(len(data.forget_index), size) + n_batches(len(data.retain_index), size)
-        return chain(forget, retain), total
+    def make(epoch: int, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
+        forget_batches, n_forget = forget(epoch, generator)
+        retain_batches, n_retain = retain(epoch, generator)
+        return chain(forget_batches, retain_batches), n_forget + n_retain
 
     return make
 
@@ -80,7 +75,7 @@ def rl_batches(data: UnlearnData, params: RLParams, context: Context):
 @register("rl", RLParams, "random labels on forget, cross-entropy on retain")
 def random_label(model: nn.Module, data: UnlearnData, params: RLParams, context: Context):
     """Train on relabelled forget samples together with retain samples."""
-    return run_epochs(
+    return fit_method(
         model,
         params,
         context,

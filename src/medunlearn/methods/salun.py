@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -10,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medunlearn.config import fingerprint
+from medunlearn.augment import build_augment
+from medunlearn.config import POSITIVE, Interval, constrained
 from medunlearn.engine import LossFn
-from medunlearn.methods.base import Context, UnlearnData, run_epochs
+from medunlearn.methods.base import Context, UnlearnData, fit_method
 from medunlearn.methods.registry import register
 from medunlearn.methods.rl import RLParams, relabelled_loss, rl_batches
-from medunlearn.store import atomic_save, load_data_file, state_fingerprint
+from medunlearn.store import cache_key, load_tensors, save_tensors, state_fingerprint
 
 Mask = dict[str, torch.Tensor]
 
@@ -24,13 +26,8 @@ Mask = dict[str, torch.Tensor]
 class SalUnParams(RLParams):
     """ratio: fraction of all weights (ranked together) that may change."""
 
-    lr: float = 0.013
-    ratio: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.ratio <= 1:
-            raise ValueError(f"SalUn ratio must lie in (0, 1], got {self.ratio}")
+    lr: float = constrained(0.013, POSITIVE)
+    ratio: float = constrained(0.5, Interval(0, 1, "right"))
 
 
 def saliency(model: nn.Module, data: UnlearnData, params: SalUnParams, context: Context) -> Mask:
@@ -41,7 +38,7 @@ def saliency(model: nn.Module, data: UnlearnData, params: SalUnParams, context: 
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     totals = {name: torch.zeros_like(p) for name, p in named}
     generator = engine.generator(context.seed)
-    augment = context.augment(params)
+    augment = build_augment(context.augment_mode(params))
     split, rows = data.dataset.train, data.forget_index
     for batch in engine.batches(split, rows, params.batch_size, generator, augment):
         model.zero_grad(set_to_none=True)
@@ -56,8 +53,6 @@ def saliency(model: nn.Module, data: UnlearnData, params: SalUnParams, context: 
 
 def top_ratio_mask(scores: Mask, ratio: float) -> Mask:
     """1 for the top `ratio` fraction of all weights ranked together by score, 0 elsewhere."""
-    if not 0 < ratio <= 1:
-        raise ValueError(f"SalUn ratio must lie in (0, 1], got {ratio}")
     flat = torch.cat([s.flatten() for s in scores.values()])
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     keep[flat.topk(round(ratio * flat.numel())).indices] = True
@@ -69,23 +64,31 @@ def top_ratio_mask(scores: Mask, ratio: float) -> Mask:
 
 
 def salient_mask(model: nn.Module, data: UnlearnData, params: SalUnParams, context: Context):
-    """The saliency mask, read from the cache when this model and forget set had one."""
-    key = fingerprint(
+    """The saliency mask, read from the cache when this model and forget set had one.
+
+    The mask's cost belongs to the method: the seconds its saliency pass took are saved with
+    it, and a mask read from the cache adds them to the run time.
+    """
+    key = cache_key(
+        "mask",
         state_fingerprint(model),
         data.forget_set.data_fingerprint,
         data.forget_set.forget_ids.tolist(),
         params.ratio,
-        params.augment,
+        context.augment_mode(params),
         params.batch_size,
+        context.engine.bf16,
         context.seed,
     )
     path = None if context.store is None else context.store.path("masks", key)
     if path is not None and path.is_file():
-        device = context.engine.device
-        return {k: v.to(device) for k, v in load_data_file(path).items()}
+        mask, meta = load_tensors(path)
+        context.earlier_seconds += meta["seconds"]
+        return {k: v.to(context.engine.device) for k, v in mask.items()}
+    started = time.perf_counter()
     mask = top_ratio_mask(saliency(model, data, params, context), params.ratio)
     if path is not None:
-        atomic_save(path, {k: v.cpu() for k, v in mask.items()})
+        save_tensors(path, mask, {"seconds": time.perf_counter() - started})
     return mask
 
 
@@ -122,7 +125,7 @@ def masked_relabel(
     mask = salient_mask(model, data, params, context)
     batches = rl_batches(data, params, context)
     with mask_constraint(model, mask) as restore:
-        return run_epochs(model, params, context, batches, epoch_loss, restore)
+        return fit_method(model, params, context, batches, epoch_loss, restore)
 
 
 @register("salun", SalUnParams, "random labels on the most salient weights only")

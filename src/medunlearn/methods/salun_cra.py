@@ -17,18 +17,16 @@ every forget row and relabels none.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from medunlearn.config import ConfigError
 from medunlearn.engine import Batch, LossFn
 from medunlearn.methods.base import Context, UnlearnData
 from medunlearn.methods.registry import register
 from medunlearn.methods.rl import relabelled_loss
 from medunlearn.methods.salun import SalUnParams, masked_relabel
-
-ENTROPY_ON = ("positive", "all")
 
 
 @dataclass
@@ -37,20 +35,14 @@ class SalUnCRAParams(SalUnParams):
     benign ones; `all` maximises the entropy of every forget row. Retain CE is class-weighted."""
 
     class_weighted: bool = True
-    entropy_on: str = "positive"
-
-    def __post_init__(self) -> None:
-        if self.entropy_on not in ENTROPY_ON:
-            raise ConfigError(
-                f"salun-cra entropy_on must be one of {ENTROPY_ON}, got {self.entropy_on!r}"
-            )
+    entropy_on: Literal["positive", "all"] = "positive"
 
 
 @dataclass
 class SalUnEntropyParams(SalUnCRAParams):
     """SalUn-CRA's `all` variant: entropy maximisation on every forget row, no random labels."""
 
-    entropy_on: str = "all"
+    entropy_on: Literal["positive", "all"] = "all"
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:

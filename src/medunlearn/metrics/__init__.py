@@ -2,89 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from medunlearn.metrics.evaluation import (
+    Predictions,
+    evaluate_model,
+    evaluate_row,
+    metrics_before_mia,
+    mia_inputs,
+    predict,
+)
 
-import torch
-from torch import nn
-
-from medunlearn.data import Dataset
-from medunlearn.engine import Engine
-from medunlearn.forget import ForgetSet
-from medunlearn.metrics.accuracy import accuracy
-from medunlearn.metrics.clinical import clinical_metrics
-from medunlearn.metrics.mia import MiaInputs, true_class_confidence
-
-
-@dataclass
-class Predictions:
-    """Logits of every training and test sample: all metrics are read off these."""
-
-    train: torch.Tensor
-    test: torch.Tensor
-
-
-def predict(model: nn.Module, dataset: Dataset, engine: Engine) -> Predictions:
-    """One inference pass over the training and test splits."""
-    train = engine.logits(model, dataset.train.images, "inference train")
-    return Predictions(train, engine.logits(model, dataset.test.images, "inference test"))
-
-
-def _binary_block(prefix: str, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Clinical metrics of one set, keys prefixed (e.g. `test_`), from P(positive)."""
-    probability = torch.softmax(logits.float(), 1)[:, 1].numpy()
-    values = clinical_metrics(probability, labels.numpy() == 1)
-    return {f"{prefix}{k}": v for k, v in values.items()}
-
-
-def clinical_summary(predictions: Predictions, dataset: Dataset, forget_set: ForgetSet) -> dict:
-    """UBAC / RBAC / TBAC and the test set's clinical metrics (sensitivity, FNR, risks...)."""
-    train_labels = dataset.train.labels
-    forget, retain = forget_set.forget_index, forget_set.retain_index
-    test = _binary_block("", predictions.test, dataset.test.labels)
-    ubac = _binary_block("", predictions.train[forget], train_labels[forget])["bac"]
-    rbac = _binary_block("", predictions.train[retain], train_labels[retain])["bac"]
-    return {
-        "ubac": None if ubac is None else 100.0 - ubac,
-        "rbac": rbac,
-        "tbac": test.pop("bac"),
-        **test,
-    }
-
-
-def mia_inputs(
-    predictions: Predictions, dataset: Dataset, forget_set: ForgetSet, seed: int = 0
-) -> MiaInputs:
-    """The MIA's inputs: retain samples are members, test samples non-members."""
-    confidence = true_class_confidence(predictions.train, dataset.train.labels)
-    return MiaInputs(
-        confidence[forget_set.retain_index.numpy()],
-        true_class_confidence(predictions.test, dataset.test.labels),
-        confidence[forget_set.forget_index.numpy()],
-        seed,
-    )
-
-
-def metrics_before_mia(
-    predictions: Predictions, dataset: Dataset, forget_set: ForgetSet
-) -> dict[str, float | None]:
-    """UA, RA, TA (percent), the MIA's place left None, plus clinical metrics on binary tasks."""
-    labels = dataset.train.labels
-    forget, retain = forget_set.forget_index, forget_set.retain_index
-    metrics: dict[str, float | None] = {
-        "ua": 100.0 - accuracy(predictions.train[forget], labels[forget]),
-        "ra": accuracy(predictions.train[retain], labels[retain]),
-        "ta": accuracy(predictions.test, dataset.test.labels),
-        "mia": None,
-    }
-    if dataset.n_classes == 2 and dataset.positive_class == 1:
-        metrics.update(clinical_summary(predictions, dataset, forget_set))
-    return metrics
-
-
-def compute_metrics(
-    predictions: Predictions, dataset: Dataset, forget_set: ForgetSet, seed: int = 0
-) -> dict[str, float | None]:
-    """UA, RA, TA, MIA-efficacy (percent), plus clinical metrics on binary tasks."""
-    metrics = metrics_before_mia(predictions, dataset, forget_set)
-    metrics["mia"] = mia_inputs(predictions, dataset, forget_set, seed).efficacy()
-    return metrics
+__all__ = [
+    "Predictions",
+    "evaluate_model",
+    "evaluate_row",
+    "metrics_before_mia",
+    "mia_inputs",
+    "predict",
+]

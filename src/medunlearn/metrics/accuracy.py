@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -12,11 +16,19 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
 
+def balanced_recall(labels: np.ndarray, predicted: np.ndarray) -> float | None:
+    """scikit-learn's balanced accuracy in percent: the mean recall over the classes present in
+    `labels` (with one class present, its recall); None for no samples."""
+    if len(labels) == 0:
+        return None
+    with warnings.catch_warnings():  # predictions of a class absent from `labels` are expected
+        warnings.simplefilter("ignore", UserWarning)
+        return 100.0 * float(balanced_accuracy_score(labels, predicted))
+
+
 def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean per-class recall in percent, over the classes present in `labels`."""
-    predictions = logits.argmax(1)
-    recalls = [(predictions[labels == c] == c).float().mean().item() for c in torch.unique(labels)]
-    return 100.0 * sum(recalls) / len(recalls) if recalls else 0.0
+    """Balanced accuracy in percent of logits' top-1 predictions (0 for an empty set)."""
+    return balanced_recall(labels.numpy(), logits.argmax(1).numpy()) or 0.0
 
 
 def selection_score(logits: torch.Tensor, labels: torch.Tensor, task: str) -> float:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
+from medunlearn.metrics.accuracy import balanced_recall
+
 
 @dataclass(frozen=True)
 class Costs:
@@ -70,19 +72,6 @@ def _confusion(prob: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[
     return int(tp), int(fp), int(tn), int(fn)
 
 
-def binary_confusion(
-    prob_positive: np.ndarray, is_positive: np.ndarray, threshold: float = 0.5
-) -> tuple[int, int, int, int]:
-    """Counts (tp, fp, tn, fn) predicting positive where prob_positive >= threshold."""
-    return _confusion(*_as_inputs(prob_positive, is_positive), threshold)
-
-
-def _balanced_accuracy(sensitivity: float | None, specificity: float | None) -> float | None:
-    """Mean of the defined class rates: both when both classes exist, else the one present."""
-    rates = [rate for rate in (sensitivity, specificity) if rate is not None]
-    return sum(rates) / len(rates) if rates else None
-
-
 def _ranking_metrics(prob: np.ndarray, labels: np.ndarray) -> tuple[float | None, float | None]:
     """ROC AUC and average precision in percent, None where sklearn's value is undefined."""
     n_positive = int(labels.sum())
@@ -107,7 +96,7 @@ def clinical_metrics(
     specificity = _ratio(tn, n_negative, 100.0)
     auc, auprc = _ranking_metrics(prob, labels)
     metrics: dict[str, float | None] = {
-        "bac": _balanced_accuracy(sensitivity, specificity),
+        "bac": balanced_recall(labels, (prob >= threshold).astype(np.int64)),
         "sensitivity": sensitivity,
         "fnr": _ratio(fn, n_positive, 100.0),
         "specificity": specificity,

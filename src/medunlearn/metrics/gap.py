@@ -31,3 +31,18 @@ def average_gap(
 def speedup(retrain_minutes: float, method_minutes: float) -> float | None:
     """How many times faster than Retrain a method ran (None when it took no measurable time)."""
     return retrain_minutes / method_minutes if method_minutes > 0 else None
+
+
+def add_gaps(rows: list[dict]) -> None:
+    """AG and speed-up of every row against the Retrain row of the same forget set and seed.
+
+    Rows are matched by `forget_key` (the forget set's content: its ids and the data's
+    fingerprint), never by the forget set's display label."""
+    retrain = {(r["aug"], r["forget_key"], r["seed"]): r for r in rows if r["method"] == "retrain"}
+    for row in rows:
+        reference = retrain.get((row["aug"], row["forget_key"], row["seed"]))
+        if reference is None:
+            row["ag"], row["speedup"] = None, None
+            continue
+        row["ag"] = average_gap(row, reference, AG_METRICS)
+        row["speedup"] = speedup(reference["rte_min"], row["rte_min"])
