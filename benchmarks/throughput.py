@@ -3,22 +3,33 @@
 (a) Training: `Engine.batches` (a resident uint8 split, crop-flip augmentation) feeding
 `Engine.train_epoch`, against the bare step (forward, cross-entropy, backward, SGD step) on one
 resident random float batch of the same shape, with the same model and the same optimiser.
-(b) Inference: `Engine.logits` on a uint8 split against bare `model(x)` under inference_mode
-on one resident float chunk of the engine's inference chunk size.
+(b) Inference, per model, each in images/s and as a ratio to the bare eager forward:
+- bare: `model(x)` under inference_mode on one resident float chunk of the engine's CPU
+  inference size (channels-last on the CPU), as many times as the split has chunks;
+- nchw: the same with NCHW float chunks of `eval_batch_size` (the layout and size the CPU
+  chunking replaced);
+- ours: what the engine ran before its calibration, on the uint8 split: batch norm folded and
+  conv regions on oneDNN tensors (`inference_model(model, onednn=True)`, built per call as the
+  weights may have changed), channels-last chunks of the engine's size;
+- library: the same loop with `torch.fx.experimental.optimization.optimize_for_inference`
+  (conv-bn fusion, dropout removal, oneDNN layout) applied to the network behind `Normalize`;
+- engine: `Engine.logits` after its calibration (`medunlearn.inference`), with the path it
+  picked and the rates it measured; ours and library also show their build time per call.
 
 The bare batches take the memory layout the engine feeds (channels-last where it uses it), so
-a training ratio measures the engine's own overhead; the loop feeds uint8 images, so its figure
-also holds the model's uint8-to-float normalisation, which the float bare batch skips. The
-inference loop runs the engine's inference graph (batch norm folded, oneDNN regions on the CPU)
-and the bare pass the model as built, so that ratio also holds what the graph gains. On the CPU
-the batches and steps are cut to keep the default run to a few minutes (the small-stem ResNet
-at 64 px trains at ~13 img/s on 2 cores: batch 16, 3 steps); on a GPU they are full size. Loop and bare runs alternate over `--rounds`
-rounds (the first of each pair alternating too); rates are medians over the rounds and each
-ratio is the median of the per-round ratios, which keeps them fair on a shared machine.
+a training ratio measures the engine's own overhead; the loops feed uint8 images, so their
+figures also hold the model's uint8-to-float normalisation, which the float bare batch skips.
+On the CPU the batches and steps are cut to keep the default run to a few minutes (the
+small-stem ResNet at 64 px trains at ~13 img/s on 2 cores: batch 16, 3 steps); on a GPU they
+are full size. The measured runs interleave over `--rounds` rounds (training: loop and bare,
+the first of each pair alternating; inference: all five, the order rotating each round); rates
+are medians over the rounds and each ratio is the median of the per-round ratios, which keeps
+them fair on a shared machine. ours and library need float32 on a CPU with oneDNN ("-" else).
 
     python benchmarks/throughput.py                      # CPU or GPU, every model
     python benchmarks/throughput.py --device cpu --models cnn --steps 20 --json out.json
     python benchmarks/throughput.py --bf16 --channels-last --compile
+    python benchmarks/throughput.py --device cpu --inference-only --models cnn resnet18 resnet18-small
     python benchmarks/throughput.py --bf16-accuracy 5 --data-root ../shared/data
 
 `--bf16-accuracy EPOCHS` instead trains the default experiment's model (small CNN, its recipe
@@ -42,13 +53,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.backends import mkldnn
+from torch.fx.experimental.optimization import optimize_for_inference
 
 from medunlearn.augment import build_augment
 from medunlearn.config import ModelConfig, RuntimeConfig, default_experiment
 from medunlearn.data import Split, load_dataset
 from medunlearn.engine import Engine
+from medunlearn.inference import calibration_key, inference_paths
 from medunlearn.metrics.accuracy import accuracy
-from medunlearn.models import build_model
+from medunlearn.models import build_model, inference_model
 from medunlearn.training import train_model
 from timing import timed
 
@@ -85,14 +100,24 @@ class Row:
     px: int
     batch: int
     steps: int
-    train_loop: float
-    train_bare: float
-    train_ratio: float
+    train_loop: float | None  # None with --inference-only
+    train_bare: float | None
+    train_ratio: float | None
     eval_batch: int
     eval_images: int
-    eval_loop: float
+    eval_loop: float  # the engine's calibrated logits
     eval_bare: float
     eval_ratio: float
+    eval_nchw: float
+    nchw_ratio: float
+    eval_ours: float | None  # None where oneDNN does not apply (GPU, bf16)
+    ours_ratio: float | None
+    eval_library: float | None
+    library_ratio: float | None
+    ours_build_ms: float | None
+    library_build_ms: float | None
+    picked: str
+    calibration: dict[str, float]  # images/s of each path, as the calibration measured them
 
 
 def _cpu_name() -> str:
@@ -133,6 +158,34 @@ def _rates(images: int, loop_s: list[float], bare_s: list[float]) -> tuple[float
     return images / statistics.median(loop_s), images / statistics.median(bare_s), ratio
 
 
+def _interleave(
+    rounds: int, device: torch.device, runs: dict[str, Callable[[], object]]
+) -> dict[str, list[float]]:
+    """Seconds of each run per round, all runs in each round, the order rotating by one."""
+    names = list(runs)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            seconds[name].append(timed(runs[name], device))
+    return seconds
+
+
+def library_graph(model: nn.Module) -> nn.Module:
+    """`optimize_for_inference` on the network behind `Normalize` (fx's default tracer, which
+    the library's passes use, cannot trace Normalize's test of the input dtype)."""
+    return nn.Sequential(model[0], optimize_for_inference(model[1]))
+
+
+def _build_ms(build: Callable[[nn.Module], nn.Module], model: nn.Module) -> float:
+    """Median milliseconds of building an inference graph, over three builds."""
+    times = []
+    for _ in range(3):
+        began = time.perf_counter()
+        build(model)
+        times.append(time.perf_counter() - began)
+    return 1000 * statistics.median(times)
+
+
 def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     """Training and inference throughput of one model, loop and bare."""
     batch, steps, eval_batch, chunks = spec.gpu if device.type == "cuda" else spec.cpu
@@ -170,10 +223,12 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
             optimizer.step()
 
     warm = args.warmup or (10 if device.type == "cuda" else 1)
-    loop(min(warm, steps) * batch)  # compiles, allocates, moves the split once
-    bare(warm)
-    loop_s, bare_s = _alternate(args.rounds, device, loop, bare)
-    train = _rates(batch * steps, loop_s, bare_s)
+    train: tuple[float | None, ...] = (None, None, None)
+    if not args.inference_only:
+        loop(min(warm, steps) * batch)  # compiles, allocates, moves the split once
+        bare(warm)
+        loop_s, bare_s = _alternate(args.rounds, device, loop, bare)
+        train = _rates(batch * steps, loop_s, bare_s)
 
     # whole chunks of the engine's size (on the CPU it caps eval_batch_size to stay in cache)
     per_chunk = engine.inference_chunk(torch.empty(0, CHANNELS, spec.size, spec.size))
@@ -181,23 +236,59 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     eval_split = _uint8_split(per_chunk * chunks, spec.size, seed=2)
     chunk = engine._memory_format(torch.rand(per_chunk, CHANNELS, spec.size, spec.size), True)
     chunk = chunk.to(device)
+    nchw_chunk = torch.rand(eval_batch, CHANNELS, spec.size, spec.size, device=device)
+    nchw_chunks = max(1, round(len(eval_split) / eval_batch))
 
     def eval_loop() -> torch.Tensor:
         return engine.logits(model, eval_split.images)
 
     @torch.inference_mode()
-    def eval_bare() -> None:
+    def eval_bare(x: torch.Tensor = chunk, n: int = chunks) -> None:
         model.eval()
-        for _ in range(chunks):
+        for _ in range(n):
             with engine.autocast():
-                model(chunk)
+                model(x)
 
-    eval_loop()
-    eval_bare()
-    loop_s, bare_s = _alternate(args.rounds, device, eval_loop, eval_bare)
-    evaluation = _rates(len(eval_split), loop_s, bare_s)
-    return Row(spec.name, spec.size, batch, steps, *train, per_chunk, len(eval_split),
-               *evaluation)  # fmt: skip
+    def graph_loop(build: Callable[[nn.Module], nn.Module]) -> Callable[[], object]:
+        @torch.inference_mode()
+        def run() -> torch.Tensor:  # as the engine ran before: a graph built for each call
+            graph = build(model.eval())
+            images = eval_split.images.to(device)
+            return torch.cat(
+                [graph(engine._memory_format(c, True)) for c in images.split(per_chunk)]
+            )
+
+        return run
+
+    runs = {"engine": eval_loop, "bare": eval_bare,
+            "nchw": lambda: eval_bare(nchw_chunk, nchw_chunks)}  # fmt: skip
+    graphs = device.type == "cpu" and not args.bf16 and mkldnn.is_available()
+    if graphs:
+        runs["ours"] = graph_loop(lambda m: inference_model(m, onednn=True))
+        runs["library"] = graph_loop(library_graph)
+    for run in runs.values():  # the engine's first call calibrates
+        run()
+    seconds = _interleave(args.rounds, device, runs)
+    n_eval = len(eval_split)
+
+    def rate(name: str, images: int = n_eval) -> tuple[float | None, float | None]:
+        if name not in seconds:
+            return None, None
+        ratio = statistics.median(
+            b / a for a, b in zip(seconds[name], seconds["bare"], strict=True)
+        )
+        ratio *= images / n_eval  # the nchw run covers about as many images, not exactly
+        return images / statistics.median(seconds[name]), ratio
+
+    paths = inference_paths(device.type == "cpu", engine.onednn)
+    key = calibration_key(model, eval_split.images, paths)
+    builds = (_build_ms(lambda m: inference_model(m, onednn=True), model),
+              _build_ms(library_graph, model)) if graphs else (None, None)  # fmt: skip
+    engine_rate, engine_ratio = rate("engine")
+    return Row(spec.name, spec.size, batch, steps, *train, per_chunk, n_eval, engine_rate,
+               n_eval / statistics.median(seconds["bare"]), engine_ratio,
+               *rate("nchw", nchw_chunks * eval_batch), *rate("ours"), *rate("library"), *builds,
+               engine.calibration.choices.get(key, "-"), engine.calibration.rates(key))  # fmt: skip
 
 
 def bf16_accuracy(args: argparse.Namespace, device: torch.device) -> list[dict]:
@@ -240,21 +331,49 @@ def bf16_accuracy(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return results
 
 
-def table(rows: list[Row]) -> str:
-    """An aligned text table of the rows."""
-    head = ["model", "px", "batch", "steps", "train img/s", "bare img/s", "ratio",
-            "eval n", "eval img/s", "bare img/s", "ratio"]  # fmt: skip
-    body = [
-        [r.model, str(r.px), str(r.batch), str(r.steps), f"{r.train_loop:.1f}",
-         f"{r.train_bare:.1f}", f"{100 * r.train_ratio:.1f}%", f"{r.eval_images}/{r.eval_batch}",
-         f"{r.eval_loop:.1f}", f"{r.eval_bare:.1f}", f"{100 * r.eval_ratio:.1f}%"]
-        for r in rows
-    ]  # fmt: skip
+def _aligned(head: list[str], body: list[list[str]]) -> str:
+    """An aligned text table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(line, widths, strict=True))) for line in [head, *body]]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _rate(rate: float | None, ratio: float | None = None) -> str:
+    """`img/s (ratio to bare)`, or "-" where the run does not apply."""
+    if rate is None:
+        return "-"
+    return f"{rate:.1f}" if ratio is None else f"{rate:.1f} ({100 * ratio:.0f}%)"
+
+
+def table(rows: list[Row]) -> str:
+    """The training table (unless --inference-only) and the inference table."""
+    tables = []
+    if any(r.train_loop is not None for r in rows):
+        head = ["model", "px", "batch", "steps", "train img/s", "bare img/s", "ratio"]
+        body = [[r.model, str(r.px), str(r.batch), str(r.steps), _rate(r.train_loop),
+                 _rate(r.train_bare), _rate(None) if r.train_ratio is None else
+                 f"{100 * r.train_ratio:.1f}%"] for r in rows]  # fmt: skip
+        tables.append(_aligned(head, body))
+    head = ["model", "px", "eval n/chunk", "bare img/s", "nchw", "ours", "library", "engine",
+            "picked", "build ms ours/lib"]  # fmt: skip
+    body = [
+        [r.model, str(r.px), f"{r.eval_images}/{r.eval_batch}", _rate(r.eval_bare),
+         _rate(r.eval_nchw, r.nchw_ratio), _rate(r.eval_ours, r.ours_ratio),
+         _rate(r.eval_library, r.library_ratio), _rate(r.eval_loop, r.eval_ratio), r.picked,
+         "-" if r.ours_build_ms is None else f"{r.ours_build_ms:.0f}/{r.library_build_ms:.0f}"]
+        for r in rows
+    ]  # fmt: skip
+    tables.append(_aligned(head, body))
+    calibrated = [f"  {r.model}: picked {r.picked}; "
+                  + ", ".join(f"{path} {rate:.1f}" for path, rate in r.calibration.items())
+                  for r in rows if r.calibration]  # fmt: skip
+    if calibrated:
+        tables.append(
+            "calibration (img/s of each path's best timed chunk):\n" + "\n".join(calibrated)
+        )
+    return "\n\n".join(tables)
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -268,6 +387,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--channels-last", action="store_true", help="channels-last model")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    parser.add_argument("--inference-only", action="store_true", help="skip the training runs")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument("--bf16-accuracy", type=int, default=None, metavar="EPOCHS",
                         help="instead: test accuracy with and without bf16 on BloodMNIST")  # fmt: skip
@@ -294,8 +414,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(table(rows))
     after = os.getloadavg()
     print(
-        f"steps: train steps per round (ratio = loop / bare); eval n/batch: images per round / "
-        f"chunk. {seconds:.0f} s; load average {load[0]:.2f} before, {after[0]:.2f} after"
+        f"steps: train steps per round (ratio = loop / bare); eval n/chunk: images per round / "
+        f"chunk; (%) = img/s against bare. {seconds:.0f} s; load average {load[0]:.2f} before, "
+        f"{after[0]:.2f} after"
     )
     if device.type == "cpu":
         print("CPU: batches and steps cut short to keep the run brief (see the batch column)")

@@ -6,10 +6,18 @@ import pytest
 import torch
 from torch import nn
 
+import medunlearn.engine as engine_module
+import medunlearn.experiment as experiment
 from medunlearn.augment import build_augment
-from medunlearn.config import ModelConfig, RuntimeConfig
+from medunlearn.config import ConfigError, ModelConfig, RuntimeConfig
 from medunlearn.data import Split
-from medunlearn.engine import Engine, keep_freed_memory, n_batches, resolve_device
+from medunlearn.engine import (
+    Engine,
+    configure_process,
+    keep_freed_memory,
+    n_batches,
+    resolve_device,
+)
 from medunlearn.models import build_model
 
 
@@ -119,7 +127,7 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA"):
+        with pytest.raises(ConfigError, match="CUDA"):
             resolve_device("cuda")
 
 
@@ -136,3 +144,22 @@ def test_glibc_takes_the_pinned_malloc_thresholds(monkeypatch):
 def test_malloc_settings_of_the_user_are_left_alone(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
     assert not keep_freed_memory()
+
+
+def test_an_engine_leaves_the_process_settings_alone(monkeypatch):
+    """Only `configure_process` sets threads and malloc thresholds, once, for the process."""
+    calls = []
+    monkeypatch.setattr(engine_module, "keep_freed_memory", lambda: calls.append("malloc"))
+    torch.set_num_threads(1)
+    Engine(RuntimeConfig(device="cpu", threads=2))
+    assert torch.get_num_threads() == 1 and calls == []
+    configure_process(RuntimeConfig(device="cpu", threads=2))
+    assert torch.get_num_threads() == 2 and calls == ["malloc"]
+
+
+def test_run_configures_the_process(make_config, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(experiment, "configure_process", seen.append)
+    config = make_config()
+    experiment.run(config, tmp_path / "out")
+    assert seen == [config.runtime]

@@ -4,13 +4,17 @@ and nothing written for bad input."""
 import csv
 import json
 import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
 
+import medunlearn.data.cache as data_cache
 import medunlearn.experiment as experiment
 import medunlearn.methods.retrain as retrain_module
+import medunlearn.methods.salun as salun_module
 import medunlearn.metrics.mia as mia_module
 from medunlearn.checkpoints import load_model
 from medunlearn.config import (
@@ -23,6 +27,7 @@ from medunlearn.data import DataError, load_dataset
 from medunlearn.engine import Engine
 from medunlearn.forget import ForgetError, load_forget_set
 from medunlearn.metrics import evaluate_model
+from medunlearn.metrics.gap import average_gap
 from medunlearn.metrics.mia import load_inputs
 from medunlearn.store import Store, cache_root
 
@@ -308,3 +313,94 @@ def test_export_original(make_config, tmp_path, blood):
     assert loaded.meta["seed"] == 0
     assert loaded.meta["data_fingerprint"] == blood.fingerprint
     assert meta["best_epoch"] == 1
+
+
+def _ids_file(folder: Path, ids: list[int]) -> str:
+    folder.mkdir(parents=True)
+    (folder / "ids.txt").write_text("\n".join(map(str, ids)))
+    return str(folder / "ids.txt")
+
+
+def test_two_forget_sets_with_the_same_label_are_refused(make_config, tmp_path):
+    config = make_config([MethodConfig("retrain")])
+    config.forget = [
+        ForgetConfig(mode="ids", ids_file=_ids_file(tmp_path / "a", [0, 1, 2])),
+        ForgetConfig(mode="ids", ids_file=_ids_file(tmp_path / "b", [3, 4, 5, 6])),
+    ]
+    with pytest.raises(ConfigError, match=r"more than one forget set is named \['ids-ids'\]"):
+        experiment.run(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelled_forget_sets_keep_their_own_retrain_folder_and_gaps(make_config, tmp_path):
+    config = make_config([MethodConfig("retrain"), MethodConfig("ft", {"batch_size": 16})])
+    config.forget = [
+        ForgetConfig(mode="ids", ids_file=_ids_file(tmp_path / "a", [0, 1, 2]), label="alice"),
+        ForgetConfig(mode="ids", ids_file=_ids_file(tmp_path / "b", [3, 4, 5, 6]), label="bob"),
+    ]
+    rows = experiment.run(config, tmp_path / "out")
+    by_set = {label: [r for r in rows if r["forget"] == label] for label in ("alice", "bob")}
+    for label, ids in (("alice", [0, 1, 2]), ("bob", [3, 4, 5, 6])):
+        saved = json.loads(next((tmp_path / "out").rglob(f"{label}/seed0/forget_set.json"))
+                           .read_text())  # fmt: skip
+        assert saved["forget_ids"] == ids
+        retrain, ft = by_set[label][1], by_set[label][2]
+        assert retrain["ag"] == 0.0
+        assert ft["ag"] == pytest.approx(average_gap(ft, retrain))
+    assert by_set["alice"][1]["forget_key"] != by_set["bob"][1]["forget_key"]
+
+
+def _slow_epochs(monkeypatch, seconds: float, stop_after: int | None = None):
+    """Every training epoch lasts at least `seconds`; the run stops after `stop_after` epochs."""
+    real, done = Engine.train_epoch, []
+
+    def epoch(engine, *args, **kwargs):
+        if stop_after is not None and len(done) == stop_after:
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+        done.append(1)
+        return real(engine, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "train_epoch", epoch)
+
+
+def test_retrain_run_time_is_the_total_across_resumes(make_config, tmp_path, monkeypatch):
+    """Retrain stopped after 2 of 4 epochs and resumed records all 4 epochs' time."""
+    config = make_config([MethodConfig("retrain")], epochs=4)
+    engine, dataset = Engine(config.runtime), load_dataset(config.data)
+    store = Store(cache_root(config.runtime.cache_dir))
+    experiment.train_original(config, dataset, engine, store, 0)  # cached, untimed here
+    _slow_epochs(monkeypatch, 0.25, stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(config, tmp_path / "out")
+    monkeypatch.undo()
+    _slow_epochs(monkeypatch, 0.25)
+    rows = experiment.run(config, tmp_path / "out")
+    assert rows[1]["method"] == "retrain"
+    assert rows[1]["rte_min"] * 60 >= 4 * 0.25
+
+
+def test_salun_with_a_cached_mask_counts_the_saliency_pass(make_config, tmp_path, monkeypatch):
+    salun = MethodConfig("salun", {"epochs": 1, "batch_size": 16})
+    config = make_config([MethodConfig("retrain"), salun])
+    real = salun_module.saliency
+
+    def slow_saliency(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(salun_module, "saliency", slow_saliency)
+    first = experiment.run(config, tmp_path / "a")
+    monkeypatch.setattr(salun_module, "saliency", _raise(AssertionError("mask not cached")))
+    again = experiment.run(config, tmp_path / "b")  # a new folder: the row runs again
+    assert first[-1]["rte_min"] * 60 >= 1.0
+    assert again[-1]["rte_min"] * 60 >= 1.0  # the cached mask's pass still counts
+
+
+def test_the_cache_folder_also_holds_the_memory_mapped_data(make_config, tmp_path, monkeypatch):
+    """`runtime.cache_dir` (`--cache`) is where a set too large for memory is mapped from."""
+    monkeypatch.setattr(data_cache, "MMAP_AUTO_BYTES", 0)  # map even the tiny fixture
+    config = make_config()
+    experiment.run(config, tmp_path / "out")
+    assert (Path(config.runtime.cache_dir) / "arrays" / "bloodmnist_28").is_dir()
+    assert not (tmp_path / "env-cache" / "arrays").exists()  # $MEDUNLEARN_CACHE not used

@@ -29,6 +29,7 @@ Semantics follow `torchvision.transforms.v2`:
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,15 +38,9 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as tvf
 
-AUG_MODES: tuple[str, ...] = (
-    "none",
-    "crop-flip",
-    "crop-flip+randaugment",
-    "crop-flip+trivialaugment",
-    "crop-flip+autoaugment",
-    "crop-flip+randomerasing",
-    "crop-flip+augmix",
-)
+from medunlearn.config import AugMode
+
+AUG_MODES: tuple[str, ...] = typing.get_args(AugMode)
 
 
 __all__ = ["AUG_MODES", "Augment", "build_augment"]

@@ -27,7 +27,7 @@ from torch.backends import mkldnn
 from medunlearn.augment import Augment
 from medunlearn.config import ConfigError, RuntimeConfig
 from medunlearn.data import Split
-from medunlearn.models import inference_model
+from medunlearn.inference import PATHS, Calibration, calibration_key, inference_paths
 from medunlearn.progress import NullProgress, Progress
 
 LossFn = Callable[[torch.Tensor, "Batch"], torch.Tensor]
@@ -119,8 +119,10 @@ class Engine:
         self.channels_last = runtime.channels_last
         self.compile = runtime.compile
         self.eval_batch_size = runtime.eval_batch_size
-        # float32 CPU inference runs conv regions on oneDNN tensors (models.onednn_layout)
+        # float32 CPU inference may run conv regions on oneDNN tensors (models.onednn_layout);
+        # CPU inference takes the path found fastest here, per model and input shape
         self.onednn = self.device.type == "cpu" and not self.bf16 and mkldnn.is_available()
+        self.calibration = Calibration()
         self.progress = progress or NullProgress()
         # id(host tensor) -> (host tensor, its device copy, or None when it stays on the host)
         self._copies: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -322,22 +324,38 @@ class Engine:
         """Float32 logits of every image (eval mode, no augmentation), gathered on the CPU.
 
         The model is moved to the device first (a model loaded from a checkpoint may not be) and
-        set to eval mode; its batch norms are folded into their convs for the pass, and on the
-        CPU in float32 its conv regions run on oneDNN tensors.
+        set to eval mode. On a GPU its batch norms are folded into their convs for the pass. On
+        the CPU it runs on the path found fastest on this machine for its structure and input
+        shape (`inference.Calibration`): as it is, folded, or (float32) folded with its conv
+        regions on oneDNN tensors; the first chunks try each in turn. The progress task counts
+        images.
         """
-        model = inference_model(self.prepare(model), self.onednn)
+        model = self.prepare(model).eval()
         source = self._device_copy(images)
         source = images if source is None else source
-        outputs = []
-        chunks = source.split(self.inference_chunk(images))
-        with self.progress.task(description or "inference", len(chunks)) as task:
-            for chunk in chunks:
+        paths = inference_paths(self.device.type == "cpu", self.onednn)
+        key = calibration_key(model, images, paths)
+        size = self.inference_chunk(images)
+        built: dict[str, nn.Module] = {}  # the paths run in this call
+        outputs, start = [], 0
+        with self.progress.task(description or "inference", len(source)) as task:
+            while start < len(source):
+                path, timed = self.calibration.next_path(key, paths, built)
+                if path not in built:
+                    built[path] = PATHS[path](model)
+                chunk = source[start : start + size]
                 if chunk.device != self.device:
                     chunk = chunk.pin_memory().to(self.device, non_blocking=True)
                 chunk = self._memory_format(chunk, inference=True)
+                began = self.calibration.clock()
                 with self.autocast():
-                    outputs.append(model(chunk).float())
-                task.advance()
+                    outputs.append(built[path](chunk).float())
+                seconds = self.calibration.clock() - began
+                timed = timed and len(chunk) == size  # a short last chunk is not timed
+                if timed and self.calibration.record(key, path, seconds, len(chunk)):
+                    self.progress.log(self.calibration.describe(key))
+                start += len(chunk)
+                task.advance(len(chunk))
         return torch.cat(outputs).cpu() if outputs else torch.empty(0)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from medunlearn.metrics.gap import AG_METRICS, average_gap, gaps, speedup
+from medunlearn.metrics.gap import AG_METRICS, add_gaps, average_gap, gaps, speedup
 
 
 def test_average_gap_of_known_numbers():
@@ -29,3 +29,21 @@ def test_gaps():
 def test_speedup():
     assert speedup(20.0, 2.0) == pytest.approx(10.0)
     assert speedup(20.0, 0.0) is None
+
+
+def _row(method, forget_key, ua, rte=1.0):
+    return {"method": method, "aug": "none", "forget": "ids-ids", "forget_key": forget_key,
+            "seed": 0, "ua": ua, "ra": 100.0, "ta": 90.0, "mia": 10.0, "rte_min": rte}  # fmt: skip
+
+
+def test_gaps_take_the_retrain_of_the_same_forget_content_not_of_the_same_label():
+    """Two forget sets that share a label each keep their own Retrain as the reference."""
+    rows = [
+        _row("retrain", "set-a", ua=10.0, rte=4.0),
+        _row("ft", "set-a", ua=12.0),
+        _row("retrain", "set-b", ua=50.0, rte=8.0),
+        _row("ft", "set-b", ua=46.0),
+    ]
+    add_gaps(rows)
+    assert [row["ag"] for row in rows] == [0.0, 0.5, 0.0, 1.0]
+    assert [row["speedup"] for row in rows] == [1.0, 4.0, 1.0, 8.0]

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.svm import SVC
 
 import medunlearn.metrics.mia as mia_module
 from medunlearn.config import RuntimeConfig
@@ -165,3 +166,70 @@ def test_saved_inputs_give_the_same_attack(tmp_path):
     loaded = load_inputs(tmp_path / "x.mia.npz")
     assert loaded.seed == 3
     assert loaded.efficacy() == inputs.efficacy() == pytest.approx(200 / 3)
+
+
+def _logits(labels: torch.Tensor, true_p: float, wrong_p: float, n_classes: int = 4):
+    """Logits whose softmax gives `true_p` to the true class, `wrong_p` to the next class and
+    shares the rest equally: with wrong_p > true_p the true class is not the argmax."""
+    rest = (1.0 - true_p - wrong_p) / (n_classes - 2)
+    probabilities = torch.full((len(labels), n_classes), rest)
+    rows = torch.arange(len(labels))
+    probabilities[rows, labels] = true_p
+    probabilities[rows, (labels + 1) % n_classes] = wrong_p
+    return probabilities.log()
+
+
+def _hand_dataset(n_train: int, n_test: int, n_classes: int = 4) -> Dataset:
+    images = torch.zeros(max(n_train, n_test), 1, 2, 2, dtype=torch.uint8)
+    train = Split(images[:n_train], torch.arange(n_train) % n_classes)
+    test = Split(images[:n_test], torch.arange(n_test) % n_classes)
+    return Dataset("hand", 2, n_classes, 1, list("abcd"), train, test, test)
+
+
+def test_the_feature_is_the_true_class_confidence_not_the_top_one():
+    """Test and forget samples are predicted confidently, but as a wrong class: the attack sees
+    their low true-class confidence (non-members); the top confidence would call the forget
+    samples members like the retain ones."""
+    dataset = _hand_dataset(60, 40)
+    forget_ids = np.arange(40, 60)
+    train_logits = _logits(dataset.train.labels, 0.97, 0.01)
+    train_logits[forget_ids] = _logits(dataset.train.labels[forget_ids], 0.02, 0.96)
+    predictions = Predictions(train_logits, _logits(dataset.test.labels, 0.02, 0.6))
+    confidence = true_class_confidence(train_logits, dataset.train.labels)
+    assert confidence[forget_ids] == pytest.approx(np.full(20, 0.02))
+    metrics = all_metrics(predictions, dataset, ForgetSet(forget_ids, 60, "hand", "x"))
+    assert metrics["mia"] == pytest.approx(100.0)
+
+
+def test_members_are_the_retain_samples_only():
+    """Forgotten samples (confidence 0.5) lie nearer the test samples (0.2) than the retain
+    ones (0.99): non-members. Were the forget samples counted as members, the attack would
+    learn 0.5 as a member's confidence and give 0."""
+    dataset = _hand_dataset(200, 200)
+    forget_ids = np.arange(50, 200)
+    train_logits = _logits(dataset.train.labels, 0.99, 0.0)
+    train_logits[forget_ids] = _logits(dataset.train.labels[forget_ids], 0.5, 0.0)
+    predictions = Predictions(train_logits, _logits(dataset.test.labels, 0.2, 0.0))
+    forget_set = ForgetSet(forget_ids, 200, "hand", "x")
+    inputs = mia_inputs(predictions, dataset, forget_set)
+    assert len(inputs.retain) == 50 and len(inputs.forget) == 150 and len(inputs.test) == 200
+    assert all_metrics(predictions, dataset, forget_set)["mia"] == pytest.approx(100.0)
+
+
+def test_the_attack_is_trained_on_equal_numbers_of_members_and_non_members(monkeypatch):
+    """Retain: 100 at 0.7 and 300 at 0.99; test: 60 at 0.7 and 40 at 0.1. Balanced (100 of
+    each) the attack sees about 25 members against 60 non-members at 0.7, so forget samples at
+    0.7 are non-members; trained on all 400 members it would call them members."""
+    retain = np.concatenate([np.full(100, 0.7), np.full(300, 0.99)])
+    test = np.concatenate([np.full(60, 0.7), np.full(40, 0.1)])
+    fitted = []
+    real_fit = SVC.fit
+
+    def record(svc, features, targets):
+        fitted.append(targets)
+        return real_fit(svc, features, targets)
+
+    monkeypatch.setattr(SVC, "fit", record)
+    for seed in range(3):
+        assert mia_efficacy(retain, test, np.full(20, 0.7), seed) == pytest.approx(100.0)
+    assert all(((t == 1).sum(), (t == 0).sum()) == (100, 100) for t in fitted)
