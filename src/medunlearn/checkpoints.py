@@ -1,4 +1,5 @@
-"""Trained models as checkpoints: what a checkpoint records, and rebuilding its model from it."""
+"""Trained models as checkpoints: what a checkpoint records, the cache key of trained weights,
+and rebuilding a checkpoint's model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 from medunlearn.config import ExperimentConfig, ModelConfig, to_dict
 from medunlearn.data import Dataset
 from medunlearn.models import build_model, load_weights, model_meta
-from medunlearn.store import load_checkpoint, save_checkpoint
+from medunlearn.store import cache_key, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -35,6 +36,18 @@ def checkpoint_meta(config: ExperimentConfig, dataset: Dataset, seed: int, **ext
         "seed": seed,
         **extra,
     }
+
+
+def data_key(dataset: Dataset) -> dict:
+    """What identifies the data in cache keys: its content hash and task, not its folder."""
+    return {"fingerprint": dataset.fingerprint, "name": dataset.name, "size": dataset.size}
+
+
+def weights_key(kind: str, config: ExperimentConfig, dataset: Dataset, seed: int, *parts) -> str:
+    """The key of anything whose weights a training produced: the data, the model, the recipe,
+    the precision and the seed (every setting that changes the weights), plus `parts`."""
+    bf16 = config.runtime.bf16
+    return cache_key(kind, data_key(dataset), config.model, config.train, bf16, seed, *parts)
 
 
 def load_model(path: Path, model_config: ModelConfig, dataset: Dataset) -> TrainedModel:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medunlearn.checkpoints import TrainedModel, checkpoint_meta, load_model
+from medunlearn.checkpoints import TrainedModel, checkpoint_meta, load_model, weights_key
 from medunlearn.config import ConfigError, ExperimentConfig, ForgetConfig, MethodConfig, dump_config
 from medunlearn.data import Dataset, load_dataset
 from medunlearn.engine import Engine, configure_process
@@ -34,7 +34,6 @@ from medunlearn.store import (
     cache_root,
     load_checkpoint,
     save_checkpoint,
-    weights_key,
 )
 from medunlearn.training import train_model
 

@@ -9,16 +9,13 @@ import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from medunlearn.config import ExperimentConfig, UserError, to_dict
-
-if TYPE_CHECKING:
-    from medunlearn.data import Dataset
+from medunlearn.config import UserError, to_dict
 
 CHECKPOINT_FORMAT = "medunlearn-checkpoint/1"
 # the safetensors header key that holds a checkpoint's metadata as JSON
@@ -97,18 +94,6 @@ def cache_key(kind: str, *parts: Any) -> str:
     produced it (configs, seeds, ids, fingerprints)."""
     text = json.dumps([kind, *(to_dict(part) for part in parts)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def data_key(dataset: Dataset) -> dict:
-    """What identifies the data in cache keys: its content hash and task, not its folder."""
-    return {"fingerprint": dataset.fingerprint, "name": dataset.name, "size": dataset.size}
-
-
-def weights_key(kind: str, config: ExperimentConfig, dataset: Dataset, seed: int, *parts) -> str:
-    """The key of anything whose weights a training produced: the data, the model, the recipe,
-    the precision and the seed (every setting that changes the weights), plus `parts`."""
-    bf16 = config.runtime.bf16
-    return cache_key(kind, data_key(dataset), config.model, config.train, bf16, seed, *parts)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
