@@ -2,7 +2,7 @@
 
 Runs `medunlearn.experiment.run` on the default experiment (or `--config FILE`), with fresh
 temporary cache and output folders so nothing is reused, and times its phases by wrapping the
-library's functions from here (the library itself carries no timing code):
+library's functions from here (the library's only timing is the inference calibration):
 
 - data: loading the dataset;
 - original: training the original model (its per-epoch validation inference included, and
@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 import medunlearn.experiment as experiment
+import medunlearn.metrics.evaluation as evaluation
 from medunlearn.config import ExperimentConfig, load_config
 from medunlearn.engine import Engine
 
@@ -115,9 +116,9 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
     timer.wrap(experiment, "train_original", "original")
     timer.wrap(experiment, "run_method", lambda method, *a, **k: f"method {method.display_name}")
     timer.wrap(experiment, "evaluate_row", "evaluation rows")
-    timer.wrap(experiment, "predict", "  inference (train + test)")
-    timer.wrap(experiment, "metrics_before_mia", "  metrics")
-    timer.wrap(experiment, "mia_inputs", "  metrics")
+    timer.wrap(evaluation, "predict", "  inference (train + test)")
+    timer.wrap(evaluation, "metrics_before_mia", "  metrics")
+    timer.wrap(evaluation, "mia_inputs", "  metrics")
     timer.wrap(experiment.PendingAttacks, "finish", "  MIA (SVC, attacks in parallel)")
 
     def logits_phase(engine, model, images, description=""):

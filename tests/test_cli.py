@@ -142,12 +142,20 @@ def _assert_clean_failure(result):
         pytest.param(["--set", "methods.ft.params.ratoi=1"], id="unknown-hyper-parameter"),
         pytest.param(["--set", "train.epochs=abc"], id="wrong-type"),
         pytest.param(["--set", "methods=[{name: scrubb}]"], id="unknown-method"),
+        pytest.param(
+            ["--set", "data.dataset=breastmnist", "--set", "data.binary=true",
+             "--set", "methods=[{name: salun-cra, params: {loader: typo}}]"],
+            id="salun-cra-loader-typo",
+        ),
+        pytest.param(["--set", "methods.ft.params.schedule=linear"], id="unknown-schedule"),
     ],
-)
+)  # fmt: skip
 def test_run_bad_input(config_file, tmp_path, args):
     out = tmp_path / "out"
     result = _invoke("run", config_file, "--out", out, *args)
     _assert_clean_failure(result)
+    if "typo" in " ".join(args):
+        assert "methods.salun-cra.params.loader must be one of" in result.stderr
     assert not out.exists()
 
 

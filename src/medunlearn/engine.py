@@ -4,8 +4,9 @@ Data stays uint8 and is moved to the device once (`resident`); each batch is gat
 (`index_select`, no float copy of a split) and augmented on the device. No step waits on the
 device: the loss is summed on the device and read once per epoch. On the CPU, inference feeds
 channels-last chunks of at most ~200k pixels per channel (activations that stay in cache: about
-3x faster for the small CNN than 1024-image NCHW chunks), and float32 models run their conv
-regions on oneDNN tensors (another 14-28% for the small CNN and ResNet-18 at 28 px). On CUDA,
+3x faster for the small CNN than 1024-image NCHW chunks) and each model runs on the fastest of
+its eager, folded and (float32) oneDNN paths, found by timing its first chunks
+(`medunlearn.inference`). On CUDA,
 splits that do not fit in half the free device memory stay on the host (a memory-mapped set):
 each batch is gathered into pinned memory and copied without blocking. Process-wide settings
 (threads, glibc's malloc thresholds, cuDNN / TF32 flags) are set once by `configure_process`.
@@ -37,7 +38,8 @@ Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 DEVICE_SHARE = 0.5
 # CPU inference chunks hold at most this many pixels per channel (256 images at 28 px): the
 # activations then stay in cache, 2-3x faster than chunks of 1024 for the small CNN; with
-# oneDNN regions 256 beats 128 by 5-7% for the small CNN and ResNet-18 (384 ties, 768 loses)
+# oneDNN regions 256 beats 128 by 5-7% for the small CNN and ResNet-18 (384 ties, 768 loses);
+# on a 2-core AMD EPYC eager NCHW chunks of 1024 run at 34-84% of eager channels-last 256s
 CPU_CHUNK_PIXELS = 256 * 28 * 28
 # glibc's mallopt parameters, and the values pinned for CPU work: blocks up to 32 MiB (the
 # largest mmap threshold glibc takes) come from the heap, and up to 1 GiB of freed heap is kept
@@ -340,7 +342,7 @@ class Engine:
         outputs, start = [], 0
         with self.progress.task(description or "inference", len(source)) as task:
             while start < len(source):
-                path, timed = self.calibration.next_path(key, paths, built)
+                path, timed = self.calibration.next_path(key, paths)
                 if path not in built:
                     built[path] = PATHS[path](model)
                 chunk = source[start : start + size]

@@ -4,16 +4,16 @@ On a CPU a trained model can run as it is ("eager"), with its batch norms folded
 ("folded", `models.inference_model`), or folded with its conv regions on oneDNN tensors
 ("onednn", `models.onednn_layout`). Which is fastest depends on the processor and the model,
 so `Engine.logits` runs the first chunks of each model structure and input shape on each path
-in turn (one untimed warm-up chunk per path and call, then `samples` timed chunks each,
-interleaved) and keeps the fastest for later calls (`Calibration`). Those chunks are real work
-whose logits are kept, so calibration costs only the slower paths' extra time on a few chunks,
-and every path gives the eager model's logits up to float rounding.
+in turn (one untimed warm-up chunk per path, then `samples` timed chunks each, interleaved,
+over as many calls as that takes) and keeps the fastest for later calls (`Calibration`). Those
+chunks are real work whose logits are kept, so calibration costs only the slower paths' extra
+time on a few chunks, and every path gives the eager model's logits up to float rounding.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 
 import torch
@@ -60,10 +60,11 @@ class Calibration:
         self.choices: dict[Hashable, str] = {}
         # key -> path -> seconds per image of its timed chunks
         self.timings: dict[Hashable, dict[str, list[float]]] = {}
+        self._warm: dict[Hashable, set[str]] = {}  # key -> the paths that had a warm-up chunk
 
-    def next_path(self, key: Hashable, paths: Sequence[str], warm: Collection[str]):
+    def next_path(self, key: Hashable, paths: Sequence[str]) -> tuple[str, bool]:
         """(path, timed): the chosen path once there is one; else first a warm-up chunk of each
-        path not yet run in this call (`warm`), then timed chunks in turn."""
+        path, then timed chunks of each in turn."""
         chosen = self.choices.get(key)
         if chosen is not None:
             return chosen, False
@@ -71,8 +72,10 @@ class Calibration:
             self.choices[key] = paths[0]
             return paths[0], False
         timings = self.timings.setdefault(key, {path: [] for path in paths})
+        warm = self._warm.setdefault(key, set())
         for path in paths:
             if path not in warm:
+                warm.add(path)
                 return path, False
         return min(paths, key=lambda path: len(timings[path])), True
 
