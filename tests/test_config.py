@@ -16,9 +16,9 @@ from medunlearn.config import (
     apply_overrides,
     default_experiment,
     dump_config,
-    fingerprint,
     load_config,
 )
+from medunlearn.store import cache_key
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -57,7 +57,7 @@ def test_yaml_round_trip(tmp_path, config):
     assert loaded == config
     assert isinstance(loaded.train.lr, float)
     assert all(isinstance(m, MethodConfig) for m in loaded.methods)
-    assert fingerprint(loaded) == fingerprint(config)
+    assert cache_key("config", loaded) == cache_key("config", config)
 
 
 def test_no_file_gives_the_default_experiment():
@@ -173,3 +173,12 @@ def test_forget_display_name():
     assert ForgetConfig(mode="class", classes=[2, 5]).display_name == "class-2-5"
     assert ForgetConfig(mode="ids", ids_file="x/ids.txt").display_name == "ids-ids"
     assert ForgetConfig(mode="ids", ids_file="x/ids.txt", label="alice").display_name == "alice"
+
+
+def test_constraints_are_checked_when_a_config_is_built():
+    with pytest.raises(ConfigError, match=r"^epochs must be >= 1; got 0$"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match=r"^train\.momentum must be in \[0, 1\]; got 2\.0$"):
+        load_config(None, ["train.momentum=2"])
+    with pytest.raises(ConfigError, match=r"^runtime\.eval_batch_size must be >= 1; got 0$"):
+        load_config(None, ["runtime.eval_batch_size=0"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -166,9 +164,10 @@ class Recipe(Checked):
 
 @dataclass
 class TrainConfig(Recipe):
-    """The recipe of the original model and of Retrain."""
+    """The recipe of the original model and of Retrain (at least one epoch: a model is kept
+    by its validation score)."""
 
-    epochs: int = constrained(200, NON_NEGATIVE)
+    epochs: int = constrained(200, AT_LEAST_ONE)
     lr: float = constrained(0.1, POSITIVE)
     schedule: Schedule = "cosine"
     augment: AugMode = "crop-flip"
@@ -251,12 +250,6 @@ class ExperimentConfig(Checked):
 def to_dict(config: Any) -> Any:
     """A plain dict / list tree of a config, ready for YAML or JSON."""
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-
-
-def fingerprint(*parts: Any) -> str:
-    """A stable short hash of config parts, used as a cache key."""
-    text = json.dumps([to_dict(part) for part in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _is_optional(hint: Any) -> tuple[bool, Any]:

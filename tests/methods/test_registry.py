@@ -45,7 +45,7 @@ def test_params_defaults_and_values():
 
 # a value each common field refuses, and the rule its message states
 INVALID = {
-    "epochs": (-1, "must be >= 0"),
+    "epochs": (-1, "must be >= "),  # 0 for methods, 1 for Retrain
     "lr": (0.0, "must be > 0"),
     "batch_size": (0, "must be >= 1"),
     "momentum": (1.5, "must be in [0, 1]"),

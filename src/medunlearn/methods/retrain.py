@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medunlearn.config import NON_NEGATIVE, POSITIVE, AugMode, Checked, constrained
+from medunlearn.config import AT_LEAST_ONE, POSITIVE, AugMode, Checked, constrained
 from medunlearn.methods.base import Context, UnlearnData
 from medunlearn.methods.registry import register
 from medunlearn.models import build_model
@@ -19,7 +19,7 @@ from medunlearn.training import train_model
 class RetrainParams(Checked):
     """Overrides of the training recipe for Retrain (None: the original model's value)."""
 
-    epochs: int | None = constrained(None, NON_NEGATIVE)
+    epochs: int | None = constrained(None, AT_LEAST_ONE)
     lr: float | None = constrained(None, POSITIVE)
     augment: AugMode | None = None
 
