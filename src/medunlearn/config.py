@@ -40,20 +40,23 @@ class Interval:
 
     low: float | None = None
     high: float | None = None
-    closed: str = "both"
+    closed: Literal["both", "left", "right", "neither"] = "both"
+
+    @property
+    def _ends(self) -> tuple[bool, bool]:
+        """Whether the low and the high end belong to the interval."""
+        return self.closed in ("both", "left"), self.closed in ("both", "right")
 
     def holds(self, value: Any) -> bool:
         """Whether a number lies in the interval."""
-        left = self.closed in ("both", "left")
-        right = self.closed in ("both", "right")
+        left, right = self._ends
         if self.low is not None and (value < self.low or (value == self.low and not left)):
             return False
         return self.high is None or not (value > self.high or (value == self.high and not right))
 
     def describe(self) -> str:
         """`must be in (0, 1]`, `must be > 0`, `must be >= 1` ..."""
-        left = self.closed in ("both", "left")
-        right = self.closed in ("both", "right")
+        left, right = self._ends
         if self.high is None:
             return f"must be {'>=' if left else '>'} {self.low:g}"
         if self.low is None:

@@ -50,6 +50,19 @@ def class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
+def cross_entropy(
+    labels: torch.Tensor, n_classes: int, class_weighted: bool, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """CE(logits, labels), class-weighted (w_c = N / (C N_c) over `labels`, the labels of the
+    rows trained on) when asked."""
+    weight = class_weights(labels, n_classes).to(device) if class_weighted else None
+
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, weight=weight)
+
+    return loss
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, epochs: int):
     """Per-epoch learning-rate schedule: cosine to 0, x0.1 at 50% and 75%, or constant."""
     if schedule == "cosine":
@@ -169,11 +182,10 @@ def train_model(
     if len(indices) == 0:
         raise ValueError("cannot train on an empty set of samples")
     labels = dataset.train.labels[indices]
-    weight = class_weights(labels, dataset.n_classes) if recipe.class_weighted else None
-    weight = None if weight is None else weight.to(engine.device)
+    ce = cross_entropy(labels, dataset.n_classes, recipe.class_weighted, engine.device)
 
     def loss_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(logits, batch.labels, weight=weight)
+        return ce(logits, batch.labels)
 
     def validation(model: nn.Module) -> float:
         logits = engine.logits(model, dataset.val.images, "validation")

@@ -8,7 +8,6 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from medunlearn.config import ModelConfig, Recipe, TrainConfig
@@ -16,7 +15,7 @@ from medunlearn.data import Dataset
 from medunlearn.engine import Batch, Engine, n_batches
 from medunlearn.forget import ForgetSet
 from medunlearn.store import Store
-from medunlearn.training import EpochBatches, EpochLoss, class_weights, fit, rows_batches
+from medunlearn.training import EpochBatches, EpochLoss, cross_entropy, fit, rows_batches
 
 
 @dataclass
@@ -79,15 +78,8 @@ class Context:
 
 def retain_loss(data: UnlearnData, params: MethodParams, device: torch.device):
     """Cross-entropy on retain samples, class-weighted (w_c = N / (C N_c)) when asked."""
-    weight = None
-    if params.class_weighted:
-        labels = data.dataset.train.labels[data.retain_index]
-        weight = class_weights(labels, data.n_classes).to(device)
-
-    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, labels, weight=weight)
-
-    return loss
+    labels = data.dataset.train.labels[data.retain_index]
+    return cross_entropy(labels, data.n_classes, params.class_weighted, device)
 
 
 def random_labels(labels: torch.Tensor, n_classes: int, generator: torch.Generator):
