@@ -32,7 +32,6 @@ from medunlearn.store import (
     atomic_write_json,
     atomic_write_text,
     cache_root,
-    load_checkpoint,
     save_checkpoint,
 )
 from medunlearn.training import train_model
@@ -75,11 +74,9 @@ def run_method(
     store = context.store
     cached = None if store is None or method.name != "retrain" else store.path("retrain", key)
     if cached is not None and cached.is_file():
-        state, meta = load_checkpoint(cached)
-        model = copy.deepcopy(original.model)
-        model.load_state_dict(state)
         context.engine.progress.log(f"retrain: reusing {cached}")
-        return model, meta["seconds"]
+        retrained = load_model(cached, context.model_config, data.dataset)
+        return retrained.model, retrained.meta["seconds"]
     state_path = None if store is None else store.path("states", f"{method.name}-{key}", ".pt")
     resumable = dataclasses.replace(context, state_path=state_path)
     result = unlearn(copy.deepcopy(original.model), data, method, resumable)
