@@ -3,11 +3,12 @@ and a checkpoint of another model refused."""
 
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
 
-from medunlearn.checkpoints import load_model
+from medunlearn.checkpoints import load_model, weights_key
 from medunlearn.config import ModelConfig
 from medunlearn.models import ModelError, build_model, model_meta
 from medunlearn.store import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
@@ -117,3 +118,19 @@ def test_not_a_checkpoint(tmp_path, blood):
     header_only.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_model(header_only, CNN, blood)
+
+
+def test_every_setting_that_changes_the_weights_is_in_their_key(make_config, blood):
+    config = make_config()
+    key = weights_key("original", config, blood, 0)
+    changed = [
+        replace(config, runtime=replace(config.runtime, bf16=True)),
+        replace(config, train=replace(config.train, lr=0.01)),
+        replace(config, model=replace(config.model, width=8)),
+    ]
+    assert all(weights_key("original", other, blood, 0) != key for other in changed)
+    assert weights_key("original", config, blood, 1) != key
+    assert weights_key("retrain", config, blood, 0) != key
+    # where the files are and how inference is chunked do not change the weights
+    elsewhere = replace(config, runtime=replace(config.runtime, cache_dir="x", eval_batch_size=7))
+    assert weights_key("original", elsewhere, blood, 0) == key

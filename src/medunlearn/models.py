@@ -209,10 +209,10 @@ def onednn_layout(graph: fx.GraphModule) -> fx.GraphModule:
     returned.
 
     Kept over `torch.fx.experimental.optimization.optimize_for_inference`, which does the same:
-    on the AMD EPYC at 28 px (two runs of `benchmarks/throughput.py`) ours ties it on the CNN
-    (within 3%), is 4-12% faster on ResNet-18 and 16-30% on the small stem, and builds per call
-    in 7-31 ms against its 32-194 ms; and the library raises or changes the logits on five of
-    the graphs of `test_onednn_layout_keeps_the_logits_of_graphs_it_cannot_run_whole`.
+    on an idle 2-core AMD EPYC at 28 px (`benchmarks/throughput.py`) ours is 5% faster on the
+    CNN, 23% on ResNet-18 and 16% on the small stem, and builds per call in 6-44 ms against its
+    27-163 ms; and the library raises or changes the logits on five of the graphs of
+    `test_onednn_layout_keeps_the_logits_of_graphs_it_cannot_run_whole`.
     """
     modules = dict(graph.named_modules())
     _drop_identities(graph, modules)
