@@ -6,7 +6,6 @@ This module plans and orders the work only: checkpoints and cache keys live in `
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -79,11 +78,11 @@ def run_method(
         return retrained.model, retrained.meta["seconds"]
     state_path = None if store is None else store.path("states", f"{method.name}-{key}", ".pt")
     resumable = dataclasses.replace(context, state_path=state_path)
-    result = unlearn(copy.deepcopy(original.model), data, method, resumable)
+    result = unlearn(original.model, data, method, resumable)
     if cached is not None:
         save_checkpoint(cached, result.model, {**original.meta, "seconds": result.seconds})
-    if state_path is not None:
-        state_path.unlink(missing_ok=True)
+    for path in resumable.state_files():
+        path.unlink(missing_ok=True)
     return result.model, result.seconds
 
 

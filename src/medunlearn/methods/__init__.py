@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ class UnlearnResult:
 def unlearn(
     model: nn.Module, data: UnlearnData, method: MethodConfig, context: Context
 ) -> UnlearnResult:
-    """Run one registered method on a model (changed in place for gradient methods), timed.
+    """Run one registered method on its own copy of `model` (which is left as it was), timed.
 
     The run time is this call's wall time plus the work it reused from earlier runs (epochs
     before a resume, a cached saliency mask), so it is the same however often it was resumed.
@@ -42,6 +43,7 @@ def unlearn(
     spec.check_data(data.dataset)
     params = method_params(method.name, method.params)
     context.earlier_seconds = 0.0
+    model = copy.deepcopy(model)
     started = time.perf_counter()
     result = spec.run(model, data, params, context)
     context.engine.synchronize()

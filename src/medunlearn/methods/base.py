@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -74,6 +75,21 @@ class Context:
     def augment_mode(self, params: Recipe) -> str:
         """The method's augmentation: its own if set, else the training recipe's."""
         return params.augment or (self.train.augment if self.train else "none")
+
+    def phase(self, name: str) -> Context:
+        """This context for one phase of a multi-phase method (UNSIR's impair and repair): the
+        phase keeps its own resumable state, so a resume never redoes a finished phase."""
+        if self.state_path is None:
+            return self
+        path = self.state_path.with_name(f"{self.state_path.stem}-{name}{self.state_path.suffix}")
+        return dataclasses.replace(self, state_path=path, name=f"{self.name} {name}")
+
+    def state_files(self) -> list[Path]:
+        """Every resumable state this context's method may have left (its phases' included)."""
+        if self.state_path is None:
+            return []
+        pattern = f"{self.state_path.stem}*{self.state_path.suffix}"
+        return sorted(self.state_path.parent.glob(pattern))
 
 
 def retain_loss(data: UnlearnData, params: MethodParams, device: torch.device):
