@@ -1,0 +1,135 @@
+"""What every registered method owes, checked on each one: the same architecture back, no look
+at validation or test data, one result per seed, and the caller's model left untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from medunlearn.config import ForgetConfig, MethodConfig, ModelConfig, TrainConfig
+from medunlearn.data.dataset import Dataset
+from medunlearn.data.medmnist import load_medmnist
+from medunlearn.forget import select_forget
+from medunlearn.methods import METHODS, UnlearnData, unlearn
+from medunlearn.models import build_model
+from medunlearn.training import train_model
+
+# the shortest run of each method that still does all of its work
+QUICK = {"scrub": {"msteps": 1}}
+# methods whose result does not depend on the seed (no shuffling, no random draw)
+DETERMINISTIC = {"ssd"}
+
+
+# Retrain is the original recipe on the retain set, its epoch chosen on validation like the
+# original model's; it alone may read the validation split (no method reads the test split)
+READS_VALIDATION = {"retrain"}
+
+
+class SealedDataset(Dataset):
+    """A dataset whose sealed splits raise when read: a method may not use them."""
+
+    sealed_splits: tuple[str, ...] = ("val", "test")
+
+    def __getattribute__(self, name: str):
+        if name in ("val", "test") and name in super().__getattribute__("sealed_splits"):
+            raise AssertionError(f"the method read the {name} split")
+        return super().__getattribute__(name)
+
+
+def sealed(dataset: Dataset, splits: tuple[str, ...] = ("val", "test")) -> SealedDataset:
+    """The dataset with the given held-out splits sealed (its fingerprint kept)."""
+    fields = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset)}
+    result = SealedDataset(**fields)
+    result.sealed_splits = splits
+    result.__dict__["fingerprint"] = dataset.fingerprint
+    return result
+
+
+def quick_params(name: str) -> dict:
+    """One epoch and small batches where the method has them, plus its own short settings."""
+    fields = {f.name for f in dataclasses.fields(METHODS[name].params)}
+    params = {key: value for key, value in (("epochs", 1), ("batch_size", 16)) if key in fields}
+    return {**params, **QUICK.get(name, {})}
+
+
+def _binary_task(write_npz, engine) -> tuple[Dataset, torch.nn.Module]:
+    """A tiny PneumoniaMNIST-layout task (label 1 = positive) and a CNN trained on it."""
+    root = write_npz("pneumoniamnist", 48, 16, 16).parent
+    dataset = load_medmnist("pneumoniamnist", 28, root=root, download=False)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="cnn", width=4), dataset.channels, dataset.n_classes)
+    recipe = TrainConfig(epochs=2, lr=0.05, batch_size=16, schedule="constant", augment="none")
+    rows = torch.arange(len(dataset.train))
+    return dataset, train_model(model, dataset, rows, recipe, engine, seed=0).model
+
+
+@pytest.fixture
+def task(name, blood, original, write_npz, engine) -> tuple[UnlearnData, torch.nn.Module]:
+    """The method's kind of task (binary with a positive class for binary-only methods) with a
+    quarter of its training set to forget, its validation and test splits sealed, and the
+    trained model to unlearn from."""
+    dataset, model = blood, original
+    if METHODS[name].binary_only:
+        dataset, model = _binary_task(write_npz, engine)
+    forget_set = select_forget(dataset, ForgetConfig(mode="random", fraction=0.25), seed=0)
+    splits = ("test",) if name in READS_VALIDATION else ("val", "test")
+    return UnlearnData(sealed(dataset, splits), forget_set), model
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every tensor of the model's state."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def _same(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    """Bitwise equal states (same keys, shapes, values)."""
+    return first.keys() == second.keys() and all(
+        torch.equal(first[key], second[key]) for key in first
+    )
+
+
+def _unlearn(name: str, data: UnlearnData, model: torch.nn.Module, context):
+    """The method's quickest full run on a copy of `model`."""
+    return unlearn(model, data, MethodConfig(name, quick_params(name)), context)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_returns_the_architecture_it_was_given_without_touching_it(
+    name, task, context
+):
+    """Same module type, state keys and shapes back; the caller's model bitwise unchanged; and
+    the sealed validation and test splits never read (reading one raises)."""
+    data, model = task
+    before = _state(model)
+    result = _unlearn(name, data, model, context)
+    after = _state(result.model)
+    assert type(result.model) is type(model)
+    assert {k: v.shape for k, v in after.items()} == {k: v.shape for k, v in before.items()}
+    assert _same(_state(model), before)
+    assert not _same(after, before), f"{name} left the model as it was"
+    assert result.seconds > 0
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_gives_one_result_per_seed(name, task, context):
+    """Two runs with one seed give bitwise the same model; another seed gives another one."""
+    data, model = task
+    first = _state(_unlearn(name, data, model, context).model)
+    second = _state(_unlearn(name, data, model, context).model)
+    assert _same(first, second)
+    context.seed = 1
+    if name not in DETERMINISTIC:
+        assert not _same(first, _state(_unlearn(name, data, model, context).model))
+
+
+def test_the_sealed_dataset_really_refuses_its_held_out_splits(blood):
+    """The guard the suite relies on: reading val or test raises, training data does not."""
+    guarded = sealed(blood)
+    assert torch.equal(guarded.train.labels, blood.train.labels)
+    assert guarded.fingerprint == blood.fingerprint
+    for split in ("val", "test"):
+        with pytest.raises(AssertionError, match=split):
+            getattr(guarded, split)
+    assert len(sealed(blood, ("test",)).val) == len(blood.val)
