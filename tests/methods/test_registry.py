@@ -82,7 +82,7 @@ def test_every_gradient_method_has_the_common_fields_checked():
     for name, method in METHODS.items():
         fields = {f.name for f in dataclasses.fields(method.params)}
         assert issubclass(method.params, Checked), name
-        assert "augment" in fields or name == "original", name
+        assert "augment" in fields, name
         if "epochs" in fields and name != "retrain":
             assert issubclass(method.params, Recipe), name
 
