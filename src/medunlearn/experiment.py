@@ -26,6 +26,7 @@ from medunlearn.metrics.mia import AttackDone, PendingAttacks, save_inputs
 from medunlearn.models import build_model
 from medunlearn.progress import Progress
 from medunlearn.report import write_results
+from medunlearn.seeds import Seeds
 from medunlearn.store import (
     Store,
     atomic_write_json,
@@ -105,14 +106,22 @@ def _complete_row(path: Path, row: dict) -> AttackDone:
 
 
 def row_key(
-    config: ExperimentConfig, dataset: Dataset, seed: int, forget_set, method: MethodConfig
+    config: ExperimentConfig, dataset: Dataset, seeds: Seeds, forget_set, method: MethodConfig
 ) -> str:
     """What identifies a row's model: the original's training, the forget set's content and
-    the method. Retrain's key leaves out its display label, so every run shares its model."""
+    the method. Retrain's model depends on neither the original nor the display label: its key
+    is its own seed, the forget set and its recipe, so every run (and the bank) shares it."""
     if method.name == "retrain":
-        params = method_params("retrain", method.params)
-        return weights_key("retrain", config, dataset, seed, forget_set.key, params)
-    return weights_key("row", config, dataset, seed, forget_set.key, method)
+        return retrain_key(config, dataset, seeds.retrain, forget_set, method)
+    return weights_key("row", config, dataset, seeds.train, forget_set.key, method, seeds.unlearn)
+
+
+def retrain_key(
+    config: ExperimentConfig, dataset: Dataset, seed: int, forget_set, method: MethodConfig
+) -> str:
+    """The key of a Retrain with `seed` on a forget set, by its recipe (not its label)."""
+    params = method_params("retrain", method.params)
+    return weights_key("retrain", config, dataset, seed, forget_set.key, params)
 
 
 def _run_row(
@@ -120,6 +129,7 @@ def _run_row(
     data: UnlearnData,
     original: TrainedModel,
     context: Context,
+    seeds: Seeds,
     path: Path,
     key: str,
 ) -> dict:
@@ -136,20 +146,22 @@ def _run_row(
         if saved.get("run_key") == key and (not pending or _mia_path(path).is_file()):
             context.engine.progress.log(f"{method.display_name}: done earlier, {path}")
             return saved["row"]
-    context.name = f"{method.display_name} s{context.seed}"
+    context.name = f"{method.display_name} s{seeds.seed}"
+    context.seed = seeds.retrain if method.name == "retrain" else seeds.unlearn
     if method.name == "original":
         model, seconds = original.model, original.meta.get("seconds", 0.0)
     else:
         model, seconds = run_method(method, data, original, context, key)
     forget_set = data.forget_set
     metrics, inputs, eval_seconds = evaluate_row(
-        model, data.dataset, forget_set, context.engine, context.seed
+        model, data.dataset, forget_set, context.engine, seeds.attack
     )
     row = {
         "method": method.display_name,
         "aug": context.train.augment if context.train else "",
         "forget": forget_set.spec.get("label") or "",
-        "seed": context.seed,
+        "seed": seeds.seed,
+        **seeds.record(),
         **metrics,
         "rte_min": seconds / 60,
         "eval_s": eval_seconds,
@@ -180,18 +192,18 @@ def run_forget_set(
 
     The rows' attacks (MIA) are fitted by `PendingAttacks`.
     """
-    seed = context.seed
-    forget_set = select_forget(dataset, forget_config, seed)
+    seeds = Seeds(context.seed)
+    forget_set = select_forget(dataset, forget_config, seeds.forget)
     label = forget_set.spec["label"] = forget_config.display_name
-    folder = out / "runs" / config.train.augment / label / f"seed{seed}"
+    folder = out / "runs" / config.train.augment / label / f"seed{seeds.seed}"
     forget_set.save(folder / "forget_set.json")
     data = UnlearnData(dataset, forget_set)
     rows = []
     with PendingAttacks(context.engine) as attacks:
         for method in method_list(config):
             path = folder / f"{method.display_name}.json"
-            key = row_key(config, dataset, seed, forget_set, method)
-            rows.append(_run_row(method, data, original, context, path, key))
+            key = row_key(config, dataset, seeds, forget_set, method)
+            rows.append(_run_row(method, data, original, context, seeds, path, key))
             if rows[-1]["mia"] is None:
                 attacks.add(_mia_path(path), _complete_row(path, rows[-1]))
         attacks.finish()
@@ -262,7 +274,7 @@ def run(config: ExperimentConfig, out: str | Path, progress: Progress | None = N
     rows: list[dict] = []
     for scenario in scenarios(config):
         for seed in scenario.seeds:
-            original = train_original(scenario, dataset, engine, store, seed)
+            original = train_original(scenario, dataset, engine, store, Seeds(seed).train)
             for forget_config in scenario.forget:
                 context = Context(engine, seed, scenario.train, scenario.model, store)
                 rows += run_forget_set(scenario, forget_config, dataset, original, context, out)
