@@ -16,6 +16,7 @@ import medunlearn.experiment as experiment
 import medunlearn.methods.retrain as retrain_module
 import medunlearn.methods.salun as salun_module
 import medunlearn.metrics.mia as mia_module
+import medunlearn.pipeline as pipeline
 from medunlearn.checkpoints import load_model
 from medunlearn.config import (
     ConfigError,
@@ -29,6 +30,7 @@ from medunlearn.forget import ForgetError, load_forget_set
 from medunlearn.metrics import evaluate_model
 from medunlearn.metrics.gap import average_gap
 from medunlearn.metrics.mia import load_inputs
+from medunlearn.seeds import Seeds
 from medunlearn.store import Store, cache_root
 
 METRICS = ("ua", "ra", "ta", "mia", "ag")
@@ -107,9 +109,9 @@ def test_second_run_reuses_everything(finished, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("trained again instead of reusing the finished run")
 
-    monkeypatch.setattr(experiment, "train_model", forbidden)
+    monkeypatch.setattr(pipeline, "train_model", forbidden)
     monkeypatch.setattr(retrain_module, "train_model", forbidden)
-    monkeypatch.setattr(experiment, "unlearn", forbidden)
+    monkeypatch.setattr(pipeline, "unlearn", forbidden)
     stray = _run_folder(out) / "ft.mia.npz"  # as a stop right after the row was finished leaves
     stray.write_bytes(b"")
     again = experiment.run(config, out)
@@ -133,17 +135,17 @@ def test_run_stopped_before_the_attacks_resumes_without_training(
         assert saved["row"]["ua"] is not None
         expected[name] = load_inputs(folder / f"{name}.mia.npz").efficacy()
     monkeypatch.undo()
-    for owner, name in ((experiment, "train_model"), (retrain_module, "train_model"),
-                        (experiment, "unlearn")):  # fmt: skip
+    for owner, name in ((pipeline, "train_model"), (retrain_module, "train_model"),
+                        (pipeline, "unlearn")):  # fmt: skip
         monkeypatch.setattr(owner, name, _raise(AssertionError("trained again")))
     rows = experiment.run(config, out)
     assert {r["method"]: r["mia"] for r in rows} == expected
     assert not list(folder.glob("*.npz"))
     engine, dataset = Engine(config.runtime), load_dataset(config.data)
     store = Store(cache_root(config.runtime.cache_dir))
-    original = experiment.train_original(config, dataset, engine, store, 0)
+    original = pipeline.train_original(config, dataset, engine, store, 0)
     forget_set = load_forget_set(folder / "forget_set.json", dataset)
-    inline, _ = evaluate_model(original.model, dataset, forget_set, engine, 0)
+    inline, _ = evaluate_model(original.model, dataset, forget_set, engine, Seeds(0).attack)
     assert inline == {k: rows[0][k] for k in inline}  # deferred attack == inline attack
 
 
@@ -205,7 +207,7 @@ def test_new_output_folder_reuses_cached_original_and_retrain(finished, tmp_path
     def forbidden(*args, **kwargs):
         raise AssertionError("trained again instead of reading the cache")
 
-    monkeypatch.setattr(experiment, "train_model", forbidden)
+    monkeypatch.setattr(pipeline, "train_model", forbidden)
     monkeypatch.setattr(retrain_module, "train_model", forbidden)
     again = experiment.run(config, tmp_path / "elsewhere")
     for old, new in zip(rows, again, strict=True):

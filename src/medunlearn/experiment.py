@@ -10,20 +10,17 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from medunlearn.checkpoints import TrainedModel, checkpoint_meta, load_model, weights_key
+from medunlearn.checkpoints import TrainedModel
 from medunlearn.config import ConfigError, ExperimentConfig, ForgetConfig, MethodConfig, dump_config
 from medunlearn.data import Dataset, load_dataset
 from medunlearn.engine import Engine, configure_process
 from medunlearn.forget import select_forget
-from medunlearn.methods import Context, UnlearnData, unlearn
+from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params
 from medunlearn.metrics import evaluate_row
 from medunlearn.metrics.gap import add_gaps
 from medunlearn.metrics.mia import AttackDone, PendingAttacks, save_inputs
-from medunlearn.models import build_model
+from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
 from medunlearn.report import write_results
 from medunlearn.seeds import Seeds
@@ -32,59 +29,7 @@ from medunlearn.store import (
     atomic_write_json,
     atomic_write_text,
     cache_root,
-    save_checkpoint,
 )
-from medunlearn.training import train_model
-
-RETRAIN = MethodConfig("retrain")
-
-
-def train_original(
-    config: ExperimentConfig, dataset: Dataset, engine: Engine, store: Store, seed: int
-) -> TrainedModel:
-    """The original model on the whole training split, trained once per config and seed."""
-    key = weights_key("original", config, dataset, seed)
-    path = store.path("original", key)
-    if path.is_file():
-        engine.progress.log(f"original model (seed {seed}): reusing {path}")
-        return load_model(path, config.model, dataset)
-    torch.manual_seed(seed)
-    model = build_model(config.model, dataset.channels, dataset.n_classes)
-    all_rows = torch.arange(len(dataset.train))
-    state_path = store.path("states", f"original-{key}", ".pt")
-    result = train_model(
-        model, dataset, all_rows, config.train, engine, seed, state_path, f"original s{seed}"
-    )
-    meta = checkpoint_meta(
-        config, dataset, seed, seconds=result.seconds, best_epoch=result.best_epoch,
-        best_val=result.best_val, history=result.history,
-    )  # fmt: skip
-    trained = TrainedModel(result.model, meta)
-    trained.save(path)
-    state_path.unlink(missing_ok=True)
-    return trained
-
-
-def run_method(
-    method: MethodConfig, data: UnlearnData, original: TrainedModel, context: Context, key: str
-) -> tuple[nn.Module, float]:
-    """Unlearn with one method from a copy of the original, resumable under `key` (the row's
-    weights key); Retrain's model is cached, since every later run on this forget set reuses it.
-    """
-    store = context.store
-    cached = None if store is None or method.name != "retrain" else store.path("retrain", key)
-    if cached is not None and cached.is_file():
-        context.engine.progress.log(f"retrain: reusing {cached}")
-        retrained = load_model(cached, context.model_config, data.dataset)
-        return retrained.model, retrained.meta["seconds"]
-    state_path = None if store is None else store.path("states", f"{method.name}-{key}", ".pt")
-    resumable = dataclasses.replace(context, state_path=state_path)
-    result = unlearn(original.model, data, method, resumable)
-    if cached is not None:
-        save_checkpoint(cached, result.model, {**original.meta, "seconds": result.seconds})
-    for path in resumable.state_files():
-        path.unlink(missing_ok=True)
-    return result.model, result.seconds
 
 
 def _mia_path(path: Path) -> Path:
@@ -103,25 +48,6 @@ def _complete_row(path: Path, row: dict) -> AttackDone:
         atomic_write_json(path, saved)
 
     return done
-
-
-def row_key(
-    config: ExperimentConfig, dataset: Dataset, seeds: Seeds, forget_set, method: MethodConfig
-) -> str:
-    """What identifies a row's model: the original's training, the forget set's content and
-    the method. Retrain's model depends on neither the original nor the display label: its key
-    is its own seed, the forget set and its recipe, so every run (and the bank) shares it."""
-    if method.name == "retrain":
-        return retrain_key(config, dataset, seeds.retrain, forget_set, method)
-    return weights_key("row", config, dataset, seeds.train, forget_set.key, method, seeds.unlearn)
-
-
-def retrain_key(
-    config: ExperimentConfig, dataset: Dataset, seed: int, forget_set, method: MethodConfig
-) -> str:
-    """The key of a Retrain with `seed` on a forget set, by its recipe (not its label)."""
-    params = method_params("retrain", method.params)
-    return weights_key("retrain", config, dataset, seed, forget_set.key, params)
 
 
 def _run_row(
