@@ -232,6 +232,20 @@ class RuntimeConfig(Checked):
 
 
 @dataclass
+class EvaluationConfig(Checked):
+    """The attacks beyond the population ones, and what they cost in trainings.
+
+    `bank`: K reference Retrains per forget set and seed, each with its own seed (never the
+    Retrain under test), for offline LiRA and RMIA; 0 turns them off. `repeats`: N unlearning
+    runs of each method with other seeds for the NeurIPS 2023 forgetting score, against the
+    first N bank models (so N <= K). `rmia_a`: offline RMIA's a (Pr(x) approximation)."""
+
+    bank: int = constrained(0, NON_NEGATIVE)
+    repeats: int = constrained(0, NON_NEGATIVE)
+    rmia_a: float = constrained(0.3, UNIT)
+
+
+@dataclass
 class ExperimentConfig(Checked):
     """A whole experiment: data, model, recipe, forget sets, methods and seeds.
 
@@ -247,6 +261,7 @@ class ExperimentConfig(Checked):
     methods: list[MethodConfig] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     augmentations: list[AugMode] = field(default_factory=list)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 

@@ -8,18 +8,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from medunlearn.bank import BankModel, reference_bank, repeated_runs
 from medunlearn.checkpoints import TrainedModel
-from medunlearn.config import ConfigError, ExperimentConfig, ForgetConfig, MethodConfig, dump_config
+from medunlearn.config import (
+    ConfigError,
+    EvaluationConfig,
+    ExperimentConfig,
+    ForgetConfig,
+    MethodConfig,
+    dump_config,
+)
 from medunlearn.data import Dataset, load_dataset
 from medunlearn.engine import Engine, configure_process
 from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params
 from medunlearn.metrics import evaluate_row
+from medunlearn.metrics.evaluation import RowEvaluation
 from medunlearn.metrics.gap import add_gaps
 from medunlearn.metrics.mia import AttackDone, PendingAttacks, save_inputs
+from medunlearn.metrics.privacy import BANK_COLUMNS, bank_attacks
+from medunlearn.metrics.unlearning_tests import final_score, forgetting_score
 from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
 from medunlearn.report import write_results
@@ -28,6 +42,7 @@ from medunlearn.store import (
     Store,
     atomic_write_json,
     atomic_write_text,
+    cache_key,
     cache_root,
 )
 
@@ -50,20 +65,76 @@ def _complete_row(path: Path, row: dict) -> AttackDone:
     return done
 
 
-def _run_row(
-    method: MethodConfig,
-    data: UnlearnData,
-    original: TrainedModel,
-    context: Context,
-    seeds: Seeds,
-    path: Path,
-    key: str,
-) -> dict:
+@dataclass
+class ForgetRun:
+    """One forget set of one seed: what all its rows share, the reference bank included."""
+
+    config: ExperimentConfig
+    data: UnlearnData
+    original: TrainedModel
+    context: Context
+    seeds: Seeds
+    folder: Path
+    bank: list[BankModel] = field(default_factory=list)
+
+    def row_path(self, method: MethodConfig) -> Path:
+        """Where a method's row is kept."""
+        return self.folder / f"{method.display_name}.json"
+
+    def run_key(self, method: MethodConfig) -> str:
+        """What a finished row must match to be reused: its model's key and the evaluation."""
+        config, data = self.config, self.data
+        key = row_key(config, data.dataset, self.seeds, data.forget_set, method)
+        return cache_key("row", key, config.evaluation)
+
+
+def _bank_columns(run: ForgetRun, evaluation: RowEvaluation) -> dict:
+    """Offline LiRA and RMIA of the row's model against the bank (nothing without a bank)."""
+    if not run.bank:
+        return {}
+    bank = [model.scores for model in run.bank]
+    forget = run.data.forget_index
+    bank_attacks(evaluation.scores, bank, forget, run.config.evaluation.rmia_a, evaluation.privacy)
+    columns = {key: evaluation.privacy.columns[key] for key in BANK_COLUMNS}
+    return {**columns, "bank_n": len(run.bank), "bank_min": _minutes(run.bank)}
+
+
+def _minutes(models: list[BankModel]) -> float:
+    """What training a bank's models took, in minutes."""
+    return sum(model.seconds for model in models) / 60
+
+
+def _forgetting_columns(run: ForgetRun, method: MethodConfig) -> dict:
+    """The NeurIPS 2023 forgetting score of a method: its repeated runs against as many bank
+    models (nothing without repeats, or for the original model and Retrain)."""
+    repeats = run.config.evaluation.repeats
+    if not repeats or method.name in ("original", "retrain"):
+        return {}
+    unlearned = repeated_runs(run.config, method, run.data, run.original, run.context, run.seeds)
+    retrained = run.bank[:repeats]
+    forget = run.data.forget_index.numpy()
+    score = forgetting_score(
+        np.stack([model.scores.train.phi[forget] for model in unlearned]),
+        np.stack([model.scores.train.phi[forget] for model in retrained]),
+    )
+    ra_u, ta_u = (float(np.mean([getattr(m, k) for m in unlearned])) for k in ("ra", "ta"))
+    ra_r, ta_r = (float(np.mean([getattr(m, k) for m in retrained])) for k in ("ra", "ta"))
+    return {
+        "forget_quality": score.f,
+        "forget_score": final_score(score.f, ra_u, ra_r, ta_u, ta_r),
+        "forget_score_n": score.n_models,
+        "repeats_min": _minutes(unlearned),
+    }
+
+
+def _run_row(method: MethodConfig, run: ForgetRun) -> dict:
     """One method's metrics row, read back from its JSON when this exact run already finished.
 
     A new row is written with its MIA pending ("mia": None, the attack's inputs saved beside
     it) for `PendingAttacks`, so an interruption before the attacks loses no training.
     """
+    path, key = run.row_path(method), run.run_key(method)
+    context, seeds, data = run.context, run.seeds, run.data
     if path.is_file():
         saved = json.loads(path.read_text())
         pending = saved.get("mia_pending", False)
@@ -75,12 +146,13 @@ def _run_row(
     context.name = f"{method.display_name} s{seeds.seed}"
     context.seed = seeds.retrain if method.name == "retrain" else seeds.unlearn
     if method.name == "original":
-        model, seconds = original.model, original.meta.get("seconds", 0.0)
+        model, seconds = run.original.model, run.original.meta.get("seconds", 0.0)
     else:
-        model, seconds = run_method(method, data, original, context, key)
+        model_key = row_key(run.config, data.dataset, seeds, data.forget_set, method)
+        model, seconds = run_method(method, data, run.original, context, model_key)
     forget_set = data.forget_set
-    metrics, inputs, eval_seconds = evaluate_row(
-        model, data.dataset, forget_set, context.engine, seeds.attack
+    evaluation = evaluate_row(
+        model, data.dataset, forget_set, context.engine, seeds.attack, bool(run.bank)
     )
     row = {
         "method": method.display_name,
@@ -88,12 +160,16 @@ def _run_row(
         "forget": forget_set.spec.get("label") or "",
         "seed": seeds.seed,
         **seeds.record(),
-        **metrics,
+        **evaluation.metrics,
+        **_bank_columns(run, evaluation),
+        **_forgetting_columns(run, method),
         "rte_min": seconds / 60,
-        "eval_s": eval_seconds,
+        "eval_s": evaluation.seconds,
         "forget_key": forget_set.key,
+        "curves": evaluation.privacy.curves,
+        "histograms": evaluation.privacy.histograms,
     }
-    save_inputs(_mia_path(path), inputs)
+    save_inputs(_mia_path(path), evaluation.mia_inputs)
     saved = {"run_key": key, "params": method.params, "row": row, "mia_pending": True}
     atomic_write_json(path, saved)
     return row
@@ -116,22 +192,25 @@ def run_forget_set(
 ) -> list[dict]:
     """Rows of every method for one forget spec and seed; saves the forget set beside them.
 
-    The rows' attacks (MIA) are fitted by `PendingAttacks`.
+    The reference bank (when configured) is trained or read first; the rows' SVC attacks are
+    fitted by `PendingAttacks`.
     """
     seeds = Seeds(context.seed)
     forget_set = select_forget(dataset, forget_config, seeds.forget)
     label = forget_set.spec["label"] = forget_config.display_name
     folder = out / "runs" / config.train.augment / label / f"seed{seeds.seed}"
     forget_set.save(folder / "forget_set.json")
-    data = UnlearnData(dataset, forget_set)
+    run = ForgetRun(config, UnlearnData(dataset, forget_set), original, context, seeds, folder)
+    methods = method_list(config)
+    run.bank = reference_bank(config, methods[1], run.data, original, context, seeds)
     rows = []
     with PendingAttacks(context.engine) as attacks:
-        for method in method_list(config):
-            path = folder / f"{method.display_name}.json"
-            key = row_key(config, dataset, seeds, forget_set, method)
-            rows.append(_run_row(method, data, original, context, seeds, path, key))
+        for method in methods:
+            rows.append(_run_row(method, run))
             if rows[-1]["mia"] is None:
-                attacks.add(_mia_path(path), _complete_row(path, rows[-1]))
+                attacks.add(
+                    _mia_path(run.row_path(method)), _complete_row(run.row_path(method), rows[-1])
+                )
         attacks.finish()
     return rows
 
@@ -153,6 +232,19 @@ def _repeated(names: list[str]) -> list[str]:
     return sorted({name for name in names if names.count(name) > 1})
 
 
+def _validate_evaluation(evaluation: EvaluationConfig) -> None:
+    """A bank of at least two models (LiRA fits a spread), and no more repeats than bank models
+    (each unlearned run is compared with one retrained model)."""
+    if evaluation.bank == 1:
+        raise ConfigError("evaluation.bank must be 0 (off) or at least 2; got 1")
+    if evaluation.repeats and not 3 <= evaluation.repeats <= evaluation.bank:
+        raise ConfigError(
+            "evaluation.repeats must be 0 (off) or between 3 and evaluation.bank (the forgetting "
+            f"score compares N unlearned with N bank models); got {evaluation.repeats} with "
+            f"bank {evaluation.bank}"
+        )
+
+
 def validate(config: ExperimentConfig, dataset: Dataset) -> None:
     """Check what only the data or the registry can tell, before anything is written: each
     method's params and data, distinct method and forget-set names, and each forget spec on
@@ -172,6 +264,7 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
         get_method(method.name).check_data(dataset)
     if not config.seeds:
         raise ConfigError("seeds is empty: give at least one seed, e.g. [0]")
+    _validate_evaluation(config.evaluation)
     for forget_config in config.forget:
         select_forget(dataset, forget_config, config.seeds[0])
 

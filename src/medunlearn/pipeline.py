@@ -77,13 +77,16 @@ def row_key(
     seeds: Seeds,
     forget_set: ForgetSet,
     method: MethodConfig,
+    unlearn_seed: int | None = None,
 ) -> str:
-    """What identifies a row's model: the original's training, the forget set's content and
-    the method. Retrain's model depends on neither the original nor the display label: its key
-    is its own seed, the forget set and its recipe, so every run (and the bank) shares it."""
+    """What identifies a row's model: the original's training, the forget set's content, the
+    method and its seed (the run's unlearning seed unless given). Retrain's model depends on
+    neither the original nor the display label: its key is its own seed, the forget set and its
+    recipe, so every run (and the bank) shares it."""
     if method.name == "retrain":
         return retrain_key(config, dataset, seeds.retrain, forget_set, method)
-    return weights_key("row", config, dataset, seeds.train, forget_set.key, method, seeds.unlearn)
+    seed = seeds.unlearn if unlearn_seed is None else unlearn_seed
+    return weights_key("row", config, dataset, seeds.train, forget_set.key, method, seed)
 
 
 def retrain_key(

@@ -188,10 +188,11 @@ def markdown_report(rows: Sequence[dict], title: str) -> str:
 
 
 def csv_text(rows: Sequence[dict]) -> str:
-    """All rows as CSV: the fixed columns first, then every other key in first-seen order."""
+    """All rows as CSV: the fixed columns first, then every other scalar key in first-seen
+    order (the attacks' curves and histograms are in results.json only)."""
     keys = list(FIRST_COLUMNS)
     for row in rows:
-        keys += [k for k in row if k not in keys]
+        keys += [k for k, v in row.items() if k not in keys and not isinstance(v, dict | list)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
     writer.writeheader()

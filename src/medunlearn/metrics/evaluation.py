@@ -14,20 +14,36 @@ from medunlearn.forget import ForgetSet
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.clinical import clinical_metrics
 from medunlearn.metrics.mia import MiaInputs, timed_efficacy, true_class_confidence
+from medunlearn.metrics.privacy import (
+    ModelScores,
+    PrivacyResult,
+    model_scores,
+    population_attacks,
+)
 
 
 @dataclass
 class Predictions:
-    """Logits of every training and test sample: all metrics are read off these."""
+    """Logits of every training and test sample (and validation sample, for the bank attacks'
+    population): all metrics are read off these."""
 
     train: torch.Tensor
     test: torch.Tensor
+    val: torch.Tensor | None = None
+
+    def scores(self, dataset: Dataset) -> ModelScores:
+        """Per-sample loss, confidence and phi of every split predicted."""
+        return model_scores(self.train, self.test, self.val, dataset)
 
 
-def predict(model: nn.Module, dataset: Dataset, engine: Engine) -> Predictions:
-    """One inference pass over the training and test splits."""
+def predict(
+    model: nn.Module, dataset: Dataset, engine: Engine, with_val: bool = False
+) -> Predictions:
+    """One inference pass over the training and test splits (and validation when asked)."""
     train = engine.logits(model, dataset.train.images, "inference train")
-    return Predictions(train, engine.logits(model, dataset.test.images, "inference test"))
+    test = engine.logits(model, dataset.test.images, "inference test")
+    val = engine.logits(model, dataset.val.images, "inference val") if with_val else None
+    return Predictions(train, test, val)
 
 
 def _binary_block(logits: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -81,21 +97,41 @@ def metrics_before_mia(
     return metrics
 
 
+@dataclass
+class RowEvaluation:
+    """One model's metrics but the SVC attack (population attacks included), the SVC's inputs,
+    the per-sample scores (for the bank attacks), the attacks' curves and the seconds taken."""
+
+    metrics: dict
+    mia_inputs: MiaInputs
+    scores: ModelScores
+    privacy: PrivacyResult
+    seconds: float
+
+
 def evaluate_row(
-    model: nn.Module, dataset: Dataset, forget_set: ForgetSet, engine: Engine, seed: int
-) -> tuple[dict, MiaInputs, float]:
-    """Every metric of one model but the MIA, the MIA's inputs, and the seconds they took."""
+    model: nn.Module,
+    dataset: Dataset,
+    forget_set: ForgetSet,
+    engine: Engine,
+    seed: int,
+    with_val: bool = False,
+) -> RowEvaluation:
+    """Every metric of one model but the SVC attack, from one inference pass."""
     started = time.perf_counter()
-    predictions = predict(model, dataset, engine)
+    predictions = predict(model, dataset, engine, with_val)
     metrics = metrics_before_mia(predictions, dataset, forget_set)
+    scores = predictions.scores(dataset)
+    privacy = population_attacks(scores, forget_set.forget_index, forget_set.retain_index)
+    metrics.update(privacy.columns)
     inputs = mia_inputs(predictions, dataset, forget_set, seed)
-    return metrics, inputs, time.perf_counter() - started
+    return RowEvaluation(metrics, inputs, scores, privacy, time.perf_counter() - started)
 
 
 def evaluate_model(
     model: nn.Module, dataset: Dataset, forget_set: ForgetSet, engine: Engine, seed: int = 0
 ) -> tuple[dict, float]:
     """All metrics of one model from one inference pass (MIA included), and the seconds taken."""
-    metrics, inputs, seconds = evaluate_row(model, dataset, forget_set, engine, seed)
-    metrics["mia"], attack_seconds = timed_efficacy(inputs)
-    return metrics, seconds + attack_seconds
+    row = evaluate_row(model, dataset, forget_set, engine, seed)
+    row.metrics["mia"], attack_seconds = timed_efficacy(row.mia_inputs)
+    return row.metrics, row.seconds + attack_seconds

@@ -1,0 +1,159 @@
+"""Every membership attack on one model, read off its per-sample scores: population thresholds
+(no reference models) and, against a bank of reference Retrains, offline LiRA and RMIA.
+
+Each attack is reported on forget vs test samples (what the model still leaks about the
+forgotten images; the target is Retrain's value, not 0.5), the phi threshold also on retain vs
+test (what the model leaks about its training data). Columns are fractions (AUC, TPR at 1% and
+0.1% FPR); each attack's ROC is also kept, thinned, for the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medunlearn.data import Dataset
+from medunlearn.metrics.attacks import (
+    AttackResult,
+    lira_offline,
+    loss_attack,
+    phi_attack,
+    rmia_offline,
+    roc_summary,
+    tpr_at_fpr,
+)
+from medunlearn.metrics.scores import SampleScores, per_sample_scores
+
+# the FPRs at which an ROC is kept for the figures (log-spaced: the low-FPR end matters)
+CURVE_FPR = np.unique(np.concatenate([[0.0], np.logspace(-4, 0, 49)]))
+HISTOGRAM_BINS = 30
+# the columns of the attacks against a reference bank
+BANK_COLUMNS = tuple(f"{a}_{m}" for a in ("lira", "rmia") for m in ("auc", "tpr1", "tpr01"))
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """Per-sample scores of one model on the training and test splits, and on the validation
+    split (RMIA's population samples) where a bank attack needs it."""
+
+    train: SampleScores
+    test: SampleScores
+    val: SampleScores | None = None
+
+    def forget(self, rows: torch.Tensor) -> SampleScores:
+        """The scores of the given training rows."""
+        index = rows.numpy()
+        train = self.train
+        return SampleScores(train.loss[index], train.confidence[index], train.phi[index])
+
+
+def model_scores(
+    train: torch.Tensor, test: torch.Tensor, val: torch.Tensor | None, dataset: Dataset
+) -> ModelScores:
+    """Per-sample scores from the logits of each split."""
+    return ModelScores(
+        per_sample_scores(train, dataset.train.labels),
+        per_sample_scores(test, dataset.test.labels),
+        None if val is None else per_sample_scores(val, dataset.val.labels),
+    )
+
+
+def _columns(name: str, result: AttackResult) -> dict[str, float]:
+    """An attack's table columns: AUC and TPR at 1% and 0.1% FPR."""
+    return {
+        f"{name}_auc": result.auc,
+        f"{name}_tpr1": result.tpr_at_1pct_fpr,
+        f"{name}_tpr01": result.tpr_at_01pct_fpr,
+    }
+
+
+def curve(result: AttackResult) -> dict[str, list[float]]:
+    """The ROC thinned to `CURVE_FPR` (the largest TPR at each FPR), for a log-log figure."""
+    tpr = [tpr_at_fpr(result.fpr, result.tpr, float(f)) for f in CURVE_FPR]
+    return {"fpr": CURVE_FPR.tolist(), "tpr": tpr}
+
+
+def histogram(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, list[float]]:
+    """Counts of the finite scores of both groups over shared bins."""
+    pooled = np.concatenate([members, nonmembers])
+    finite = pooled[np.isfinite(pooled)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    edges = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
+    clipped = [np.clip(values[np.isfinite(values)], low, high) for values in (members, nonmembers)]
+    counts = [np.histogram(values, edges)[0].tolist() for values in clipped]
+    return {"edges": edges.tolist(), "forget": counts[0], "test": counts[1]}
+
+
+@dataclass
+class PrivacyResult:
+    """Table columns, thinned ROCs and score histograms of one model's attacks."""
+
+    columns: dict[str, float]
+    curves: dict[str, dict[str, list[float]]]
+    histograms: dict[str, dict[str, list[float]]]
+
+    def add(self, name: str, members: np.ndarray, nonmembers: np.ndarray, result: AttackResult):
+        """Record one forget-vs-test attack: its columns, ROC and score histogram."""
+        self.columns.update(_columns(name, result))
+        self.curves[name] = curve(result)
+        self.histograms[name] = histogram(members, nonmembers)
+
+
+def population_attacks(scores: ModelScores, forget: torch.Tensor, retain: torch.Tensor):
+    """Threshold attacks on the loss and on phi, forget vs test; phi also retain vs test."""
+    result = PrivacyResult({}, {}, {})
+    forgotten, test = scores.forget(forget), scores.test
+    result.add("pop_loss", -forgotten.loss, -test.loss, loss_attack(forgotten.loss, test.loss))
+    result.add("pop_phi", forgotten.phi, test.phi, phi_attack(forgotten.phi, test.phi))
+    retained = scores.forget(retain)
+    result.columns.update(_columns("pop_phi_retain", phi_attack(retained.phi, test.phi)))
+    return result
+
+
+def bank_attacks(
+    target: ModelScores,
+    bank: Sequence[ModelScores],
+    forget: torch.Tensor,
+    rmia_a: float,
+    result: PrivacyResult,
+) -> PrivacyResult:
+    """Offline LiRA and offline RMIA of one model against the bank (OUT for every forget and
+    test sample), forget vs test; RMIA's population samples are the validation split."""
+    n_forget = len(forget)
+    target_x = _forget_and_test(target, forget)
+    bank_x = [_forget_and_test(model, forget) for model in bank]
+    lira = lira_offline(target_x.phi, np.stack([model.phi for model in bank_x]))
+    result.add(
+        "lira", lira[:n_forget], lira[n_forget:], roc_summary(lira[:n_forget], lira[n_forget:])
+    )
+    rmia = rmia_offline(
+        target_x.confidence,
+        np.stack([model.confidence for model in bank_x]),
+        _val(target).confidence,
+        np.stack([_val(model).confidence for model in bank]),
+        rmia_a,
+    )
+    result.add(
+        "rmia", rmia[:n_forget], rmia[n_forget:], roc_summary(rmia[:n_forget], rmia[n_forget:])
+    )
+    return result
+
+
+def _forget_and_test(scores: ModelScores, forget: torch.Tensor) -> SampleScores:
+    """The scores of the forget rows followed by those of the test split."""
+    forgotten, test = scores.forget(forget), scores.test
+    return SampleScores(
+        np.concatenate([forgotten.loss, test.loss]),
+        np.concatenate([forgotten.confidence, test.confidence]),
+        np.concatenate([forgotten.phi, test.phi]),
+    )
+
+
+def _val(scores: ModelScores) -> SampleScores:
+    """The validation scores a bank attack needs."""
+    if scores.val is None:
+        raise ValueError("a bank attack needs the validation split's scores")
+    return scores.val
