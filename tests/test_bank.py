@@ -1,0 +1,122 @@
+"""The reference bank and the repeated runs: their own seeds, trained once, shared, attacked."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import medunlearn.methods.retrain as retrain_module
+import medunlearn.pipeline as pipeline
+from medunlearn.config import ConfigError, EvaluationConfig, MethodConfig
+from medunlearn.experiment import run
+from medunlearn.metrics.privacy import BANK_COLUMNS
+from medunlearn.seeds import Seeds
+
+
+def _with_evaluation(config, **values):
+    """The config with the given evaluation settings."""
+    return replace(config, evaluation=EvaluationConfig(**values))
+
+
+def _trained_seeds(monkeypatch) -> list[int]:
+    """The seed of every Retrain-style training (Retrain and bank models) from now on."""
+    seen = []
+    real = retrain_module.train_model
+
+    def record(model, dataset, indices, recipe, engine, seed, *args, **kwargs):
+        seen.append(seed)
+        return real(model, dataset, indices, recipe, engine, seed, *args, **kwargs)
+
+    monkeypatch.setattr(retrain_module, "train_model", record)
+    return seen
+
+
+def test_the_bank_has_its_own_seeds_and_never_the_retrain_under_test(
+    make_config, tmp_path, monkeypatch
+):
+    seen = _trained_seeds(monkeypatch)
+    rows = run(_with_evaluation(make_config(), bank=3), tmp_path / "out")
+    seeds = Seeds(0)
+    bank = [seeds.bank(i) for i in range(3)]
+    assert sorted(seen) == sorted([*bank, seeds.retrain])
+    assert seeds.retrain not in bank
+    for row in rows:
+        assert row["bank_n"] == 3 and row["bank_min"] > 0
+        assert all(0.0 <= row[key] <= 1.0 for key in BANK_COLUMNS)
+
+
+def test_the_bank_is_trained_once_and_reused_by_later_runs_with_other_methods(
+    make_config, tmp_path, monkeypatch
+):
+    config = _with_evaluation(make_config([MethodConfig("ft", {"epochs": 1})]), bank=2)
+    first = {r["method"]: r for r in run(config, tmp_path / "first")}
+    monkeypatch.setattr(retrain_module, "train_model", _forbidden)
+    later = replace(config, methods=[MethodConfig("ga", {"epochs": 1})])
+    second = {r["method"]: r for r in run(later, tmp_path / "second")}
+    for method in ("original", "retrain"):
+        for key in BANK_COLUMNS:
+            assert second[method][key] == first[method][key]
+    assert "ga" in second
+
+
+def _forbidden(*_args, **_kwargs):
+    raise AssertionError("trained again")
+
+
+def test_bank_attacks_and_curves_are_written_and_the_curves_stay_out_of_the_csv(
+    make_config, tmp_path
+):
+    out = tmp_path / "out"
+    run(_with_evaluation(make_config(), bank=2), out)
+    saved = json.loads((out / "results.json").read_text())
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert set(BANK_COLUMNS) <= set(header)
+    assert "curves" not in header and "histograms" not in header
+    for row in saved:
+        assert set(row["curves"]) == {"pop_loss", "pop_phi", "lira", "rmia"}
+        curve = row["curves"]["lira"]
+        assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == 1.0
+        assert curve["tpr"][-1] == 1.0
+        assert curve["tpr"] == sorted(curve["tpr"])
+
+
+def test_without_a_bank_only_the_population_attacks_run(make_config, tmp_path, monkeypatch):
+    seen = _trained_seeds(monkeypatch)
+    rows = run(make_config(), tmp_path / "out")
+    assert seen == [Seeds(0).retrain]
+    assert all("lira_auc" not in row and 0 <= row["pop_phi_auc"] <= 1 for row in rows)
+
+
+def test_repeated_runs_give_the_forgetting_score_and_resume_from_the_cache(
+    make_config, tmp_path, monkeypatch
+):
+    config = make_config([MethodConfig("ft", {"epochs": 1})])
+    config = _with_evaluation(config, bank=3, repeats=3)
+    rows = {r["method"]: r for r in run(config, tmp_path / "out")}
+    assert 0.0 <= rows["ft"]["forget_quality"] <= 1.0
+    assert rows["ft"]["forget_score_n"] == 3 and rows["ft"]["repeats_min"] > 0
+    assert "forget_quality" not in rows["original"] and "forget_quality" not in rows["retrain"]
+    calls = []
+    real = pipeline.unlearn
+    monkeypatch.setattr(pipeline, "unlearn", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(retrain_module, "train_model", _forbidden)
+    again = {r["method"]: r for r in run(config, tmp_path / "other")}
+    assert len(calls) == 1  # the new folder's own ft row; its three repeats come from the cache
+    assert again["ft"]["forget_quality"] == rows["ft"]["forget_quality"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"bank": 1}, "evaluation.bank must be 0 (off) or at least 2"),
+        ({"bank": 3, "repeats": 4}, "evaluation.repeats must be 0 (off) or between 3"),
+        ({"bank": 0, "repeats": 3}, "evaluation.repeats must be 0 (off) or between 3"),
+        ({"bank": 5, "repeats": 2}, "evaluation.repeats must be 0 (off) or between 3"),
+    ],
+)
+def test_a_bank_that_cannot_serve_its_attacks_is_refused_before_anything_is_written(
+    make_config, tmp_path, values, message
+):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run(_with_evaluation(make_config(), **values), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
