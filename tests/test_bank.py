@@ -78,6 +78,12 @@ def test_bank_attacks_and_curves_are_written_and_the_curves_stay_out_of_the_csv(
         assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == 1.0
         assert curve["tpr"][-1] == 1.0
         assert curve["tpr"] == sorted(curve["tpr"])
+        histogram = row["histograms"]["lira"]
+        assert len(histogram["edges"]) == len(histogram["forget"]) + 1
+    n_forget = round(0.25 * 64)
+    assert all(sum(row["histograms"]["lira"]["forget"]) == n_forget for row in saved)
+    for figure in ("roc.png", "scores.png"):
+        assert (out / figure).read_bytes().startswith(b"\x89PNG")
 
 
 def test_without_a_bank_only_the_population_attacks_run(make_config, tmp_path, monkeypatch):

@@ -151,7 +151,7 @@ def test_run_stopped_before_the_attacks_resumes_without_training(
 
 def test_attacks_that_finished_before_one_failed_are_kept(make_config, tmp_path, monkeypatch):
     config, out = make_config(METHODS), tmp_path / "out"
-    timed, calls, lock = mia_module.timed_efficacy, [], threading.Lock()
+    timed, calls, lock = mia_module.timed_attack, [], threading.Lock()
 
     def third_fails(inputs):
         with lock:
@@ -160,7 +160,7 @@ def test_attacks_that_finished_before_one_failed_are_kept(make_config, tmp_path,
                 raise RuntimeError("attack failed")
         return timed(inputs)
 
-    monkeypatch.setattr(mia_module, "timed_efficacy", third_fails)
+    monkeypatch.setattr(mia_module, "timed_attack", third_fails)
     with pytest.raises(RuntimeError, match="attack failed"):
         experiment.run(config, out)
     folder = _run_folder(out)

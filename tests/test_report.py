@@ -13,6 +13,8 @@ from medunlearn.report import (
     markdown_report,
     read_results,
     rich_tables,
+    sanity_checks,
+    statistics_table,
     summarise,
     write_results,
 )
@@ -126,3 +128,71 @@ def test_rich_tables():
     tables = rich_tables(ROWS)
     assert tables
     assert tables[0].row_count == 2
+
+
+def _attack_row(method, seed, auc, low, high, ag, **extra):
+    """A row with a phi-attack AUC and its interval (forget vs test)."""
+    return _row(method, seed, 1.0, 99.0, 90.0, 2.0, ag, 1.0, pop_phi_auc=auc,
+                pop_phi_auc_low=low, pop_phi_auc_high=high, **extra)  # fmt: skip
+
+
+def test_checks_say_when_an_attack_cannot_catch_even_the_original_model():
+    rows = [_attack_row("original", 0, 0.52, 0.47, 0.57, 1.0),
+            _attack_row("retrain", 0, 0.50, 0.45, 0.55, 0.0)]  # fmt: skip
+    ((title, lines),) = sanity_checks(rows)
+    assert title == "forget set random-10pct, augmentation crop-flip"
+    assert "phi threshold attack cannot tell forgetting on this data" in lines[0]
+    assert "seed 0: 0.520 [0.470, 0.570]" in lines[0]
+    caught = [_attack_row("original", 0, 0.80, 0.75, 0.85, 1.0),
+              _attack_row("retrain", 0, 0.50, 0.45, 0.55, 0.0)]  # fmt: skip
+    ((_, lines),) = sanity_checks(caught)
+    assert lines == [
+        "the phi threshold attack catches the original model on its forget set (seed 0: 0.800 "
+        "[0.750, 0.850]): it can tell forgetting here."
+    ]
+
+
+def test_checks_say_when_retrain_is_off_chance_and_when_the_svc_was_constant():
+    rows = [_attack_row("original", 0, 0.80, 0.75, 0.85, 1.0),
+            _attack_row("retrain", 0, 0.60, 0.55, 0.65, 0.0),
+            _attack_row("salun", 0, 0.6, 0.5, 0.7, 0.5, mia_constant=True)]  # fmt: skip
+    ((_, lines),) = sanity_checks(rows)
+    assert any("Retrain's forget-vs-test AUC under the phi threshold attack is not 0.5" in line
+               for line in lines)  # fmt: skip
+    assert any("constant" in line and "salun (seed 0)" in line for line in lines)
+
+
+def test_a_method_no_closer_to_retrain_than_the_original_is_flagged():
+    rows = [_attack_row("original", 0, 0.8, 0.75, 0.85, 0.87),
+            _attack_row("retrain", 0, 0.5, 0.45, 0.55, 0.0),
+            _attack_row("rl", 0, 0.5, 0.45, 0.55, 2.74),
+            _attack_row("salun", 0, 0.5, 0.45, 0.55, 0.40)]  # fmt: skip
+    ((_, lines),) = sanity_checks(rows)
+    flagged = [line for line in lines if line.startswith("†")]
+    assert flagged == [
+        "† rl: AG 2.74 is not below the original model's own 0.87: no closer to Retrain than "
+        "doing nothing."
+    ]
+    text = markdown_report(rows, "t")
+    assert "| rl † |" in text and "| salun |" in text
+
+
+def test_over_seeds_table_gives_intervals_and_marks_differences_within_noise():
+    """AG's t interval by hand; UA - Retrain is 1 and 1 over two seeds (interval of width 0:
+    not noise); TA - Retrain is -2 and +2 (interval covers 0: within noise)."""
+    rows = [
+        _row("retrain", 0, 1.0, 99.0, 90.0, 2.0, 0.0, 10.0),
+        _row("retrain", 1, 3.0, 99.0, 92.0, 4.0, 0.0, 12.0),
+        _row("salun", 0, 2.0, 99.0, 88.0, 2.0, 1.0, 1.0),
+        _row("salun", 1, 4.0, 99.0, 94.0, 4.0, 3.0, 1.0),
+    ]
+    columns, cells = statistics_table(rows)
+    assert [c.header for c in columns] == [
+        "AG [95% CI]", "UA − Retrain", "RA − Retrain", "TA − Retrain", "MIA − Retrain"
+    ]  # fmt: skip
+    (salun,) = cells
+    half = 12.706 * math.sqrt(2) / math.sqrt(2)  # t(0.975, 1) * std / sqrt(n)
+    assert salun[1] == f"2.00 [{2 - half:.2f}, {2 + half:.2f}]"
+    assert salun[2] == "+1.00 [+1.00, +1.00]"
+    assert salun[4].endswith("≈") and salun[4].startswith("+0.00 [")
+    assert "over seeds" in markdown_report(rows, "t")

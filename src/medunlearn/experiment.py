@@ -31,8 +31,8 @@ from medunlearn.methods.registry import get_method, method_params
 from medunlearn.metrics import evaluate_row
 from medunlearn.metrics.evaluation import RowEvaluation
 from medunlearn.metrics.gap import add_gaps
-from medunlearn.metrics.mia import AttackDone, PendingAttacks, save_inputs
-from medunlearn.metrics.privacy import BANK_COLUMNS, bank_attacks
+from medunlearn.metrics.mia import AttackDone, MiaResult, PendingAttacks, save_inputs
+from medunlearn.metrics.privacy import BANK_ATTACKS, bank_attacks
 from medunlearn.metrics.unlearning_tests import final_score, forgetting_score
 from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
@@ -55,8 +55,8 @@ def _mia_path(path: Path) -> Path:
 def _complete_row(path: Path, row: dict) -> AttackDone:
     """What writes a pending row whole once its attack has run."""
 
-    def done(mia: float, seconds: float) -> None:
-        row["mia"] = mia
+    def done(result: MiaResult, seconds: float) -> None:
+        row.update(mia=result.efficacy, mia_constant=result.constant)
         row["eval_s"] += seconds
         saved = {**json.loads(path.read_text()), "row": row}
         del saved["mia_pending"]
@@ -95,7 +95,7 @@ def _bank_columns(run: ForgetRun, evaluation: RowEvaluation) -> dict:
     bank = [model.scores for model in run.bank]
     forget = run.data.forget_index
     bank_attacks(evaluation.scores, bank, forget, run.config.evaluation.rmia_a, evaluation.privacy)
-    columns = {key: evaluation.privacy.columns[key] for key in BANK_COLUMNS}
+    columns = {k: v for k, v in evaluation.privacy.columns.items() if k.startswith(BANK_ATTACKS)}
     return {**columns, "bank_n": len(run.bank), "bank_min": _minutes(run.bank)}
 
 
@@ -151,8 +151,9 @@ def _run_row(method: MethodConfig, run: ForgetRun) -> dict:
         model_key = row_key(run.config, data.dataset, seeds, data.forget_set, method)
         model, seconds = run_method(method, data, run.original, context, model_key)
     forget_set = data.forget_set
+    checked = method.name in ("original", "retrain")  # their AUC intervals are checked
     evaluation = evaluate_row(
-        model, data.dataset, forget_set, context.engine, seeds.attack, bool(run.bank)
+        model, data.dataset, forget_set, context.engine, seeds.attack, bool(run.bank), checked
     )
     row = {
         "method": method.display_name,

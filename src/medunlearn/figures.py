@@ -212,3 +212,104 @@ def ag_by_aug_figure(rows: list[dict], path: Path, title: str = "AG by augmentat
         _style(axes, f"forget {forget}", "AG (points)")
     n_seeds = len({r["seed"] for r in rows})
     _finish(figure, axes_list, 4, f"{title}{_seeds_suffix(n_seeds)}", path)
+
+
+# the attacks drawn, strongest first: the first one the rows have is the histograms' score
+ROC_ATTACKS = (("lira", "offline LiRA"), ("rmia", "offline RMIA"), ("pop_phi", "phi threshold"))
+HISTOGRAM_COLUMNS = 6
+
+
+def _attacks(rows: Sequence[dict]) -> list[tuple[str, str]]:
+    """The attacks whose curves the rows hold."""
+    return [(k, name) for k, name in ROC_ATTACKS if any(k in r.get("curves", {}) for r in rows)]
+
+
+def _mean_curve(rows: Sequence[dict], attack: str) -> tuple[list[float], list[float]] | None:
+    """FPR and the mean TPR over seeds at each (the curves share their FPR points)."""
+    curves = [r["curves"][attack] for r in rows if attack in r.get("curves", {})]
+    if not curves:
+        return None
+    tpr = [statistics.fmean(values) for values in zip(*(c["tpr"] for c in curves), strict=True)]
+    return curves[0]["fpr"], tpr
+
+
+def _roc_panel(axes: Axes, by_method: dict[str, list[dict]], attack: str, colours: dict) -> None:
+    """ROC curves on log-log axes, one per method, Retrain dashed, chance dotted."""
+    for method, rows in by_method.items():
+        curve = _mean_curve(rows, attack)
+        if curve is None:
+            continue
+        fpr, tpr = curve
+        points = [(f, t) for f, t in zip(fpr, tpr, strict=True) if f > 0]
+        style = {"color": "black", "linestyle": "--", "linewidth": 1.6} if method == REFERENCE else {
+            "color": colours[method], "linewidth": 1.0}  # fmt: skip
+        axes.plot(*zip(*points, strict=True), label=method, **style)
+    axes.plot([1e-4, 1], [1e-4, 1], color="0.7", linestyle=":", linewidth=0.8, label="chance")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlim(1e-3, 1)
+    axes.set_ylim(1e-3, 1)
+    axes.set_xlabel("false-positive rate")
+    axes.set_ylabel("true-positive rate")
+    axes.grid(alpha=0.3, which="both")
+
+
+def roc_figure(rows: list[dict], path: Path, title: str = "Membership attacks") -> None:
+    """ROC of each attack on forget vs test samples, per method (mean over seeds), log-log axes
+    where the low false-positive rates that matter for privacy are visible; one row of panels
+    per forget set, one panel per attack."""
+    if not rows:
+        raise ValueError("no result rows to draw: run an experiment first")
+    from matplotlib import colormaps
+
+    attacks, groups = _attacks(rows), _groups(rows)
+    colours = _colours([m for m in dict.fromkeys(r["method"] for r in rows)], colormaps["tab20"])
+    figure = _grid_figure(len(groups), len(attacks), 4.0, 3.8)
+    axes_grid = figure.subplots(len(groups), len(attacks), squeeze=False)
+    for axes_row, (forget, by_method) in zip(axes_grid, groups.items(), strict=True):
+        for axes, (attack, name) in zip(axes_row, attacks, strict=True):
+            _roc_panel(axes, by_method, attack, colours)
+            axes.set_title(f"{name}, forget {forget}", fontsize=9)
+    n_seeds = len({r["seed"] for r in rows})
+    seeds = f" — mean TPR over {n_seeds} seeds" if n_seeds > 1 else ""
+    _finish(
+        figure, list(axes_grid.flat), 6, f"{title}: forget vs test{seeds}; Retrain dashed", path
+    )
+
+
+def _grid_figure(n_rows: int, n_columns: int, width: float, height: float) -> Figure:
+    """An empty figure for a grid of panels of the given size, on matplotlib's Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * n_columns, height * n_rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def scores_figure(rows: list[dict], path: Path, title: str = "Per-example attack scores") -> None:
+    """Histograms of the strongest attack's per-example scores, forget vs test samples, one
+    panel per forget set and method (its first seed): where the two overlap, the attack cannot
+    tell the forgotten samples from unseen ones."""
+    attacks = _attacks(rows)
+    if not attacks:
+        raise ValueError("no attack scores in the rows: run an experiment first")
+    attack, name = attacks[0]
+    panels = [(forget, method, members[0]) for forget, by_method in _groups(rows).items()
+              for method, members in by_method.items() if attack in members[0].get("histograms", {})]  # fmt: skip
+    n_columns = min(len(panels), HISTOGRAM_COLUMNS)
+    n_rows = -(-len(panels) // n_columns)
+    figure = _grid_figure(n_rows, n_columns, 2.6, 2.2)
+    axes_grid = figure.subplots(n_rows, n_columns, squeeze=False)
+    for axes, (forget, method, row) in zip(axes_grid.flat, panels, strict=False):
+        histogram = row["histograms"][attack]
+        edges = histogram["edges"]
+        for group, colour, label in (("test", "0.55", "test"), ("forget", "tab:red", "forget")):
+            counts = histogram[group]
+            total = max(sum(counts), 1)
+            axes.stairs([c / total for c in counts], edges, color=colour, label=label)
+        axes.set_title(f"{method} ({forget}, seed {row['seed']})", fontsize=7)
+        axes.tick_params(labelsize=6)
+    for axes in list(axes_grid.flat)[len(panels) :]:
+        axes.set_visible(False)
+    _finish(figure, [axes_grid.flat[0]], 2, f"{title}: {name}, share of samples per bin", path)

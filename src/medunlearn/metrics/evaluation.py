@@ -13,7 +13,7 @@ from medunlearn.engine import Engine
 from medunlearn.forget import ForgetSet
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.clinical import clinical_metrics
-from medunlearn.metrics.mia import MiaInputs, timed_efficacy, true_class_confidence
+from medunlearn.metrics.mia import MiaInputs, timed_attack, true_class_confidence
 from medunlearn.metrics.privacy import (
     ModelScores,
     PrivacyResult,
@@ -116,13 +116,16 @@ def evaluate_row(
     engine: Engine,
     seed: int,
     with_val: bool = False,
+    intervals: bool = False,
 ) -> RowEvaluation:
-    """Every metric of one model but the SVC attack, from one inference pass."""
+    """Every metric of one model but the SVC attack, from one inference pass (`with_val` for
+    the bank attacks' population; `intervals` for the AUC intervals of the sanity checks)."""
     started = time.perf_counter()
     predictions = predict(model, dataset, engine, with_val)
     metrics = metrics_before_mia(predictions, dataset, forget_set)
     scores = predictions.scores(dataset)
-    privacy = population_attacks(scores, forget_set.forget_index, forget_set.retain_index)
+    privacy = PrivacyResult(seed, intervals)
+    population_attacks(scores, forget_set.forget_index, forget_set.retain_index, privacy)
     metrics.update(privacy.columns)
     inputs = mia_inputs(predictions, dataset, forget_set, seed)
     return RowEvaluation(metrics, inputs, scores, privacy, time.perf_counter() - started)
@@ -133,5 +136,6 @@ def evaluate_model(
 ) -> tuple[dict, float]:
     """All metrics of one model from one inference pass (MIA included), and the seconds taken."""
     row = evaluate_row(model, dataset, forget_set, engine, seed)
-    row.metrics["mia"], attack_seconds = timed_efficacy(row.mia_inputs)
+    result, attack_seconds = timed_attack(row.mia_inputs)
+    row.metrics.update(mia=result.efficacy, mia_constant=result.constant)
     return row.metrics, row.seconds + attack_seconds

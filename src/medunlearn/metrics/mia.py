@@ -48,15 +48,37 @@ def fit_attack(member: np.ndarray, non_member: np.ndarray, seed: int = 0) -> SVC
     return SVC(C=3, gamma="auto", kernel="rbf").fit(features, targets)
 
 
+# confidences at which a fitted attack is probed: its one feature lies in [0, 1]
+PROBE = np.linspace(0.0, 1.0, 1001).reshape(-1, 1)
+
+
+@dataclass(frozen=True)
+class MiaResult:
+    """MIA-efficacy (percent), and whether the attack was constant: an SVC that gives one
+    answer for every confidence in [0, 1] learned nothing, and its efficacy (0 or 100) says
+    nothing about forgetting."""
+
+    efficacy: float
+    constant: bool
+
+
+def mia_attack(
+    retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np.ndarray, seed: int = 0
+) -> MiaResult:
+    """Percent of forget samples the attack (trained on retain vs test) calls non-members."""
+    if len(forget_conf) == 0:
+        return MiaResult(0.0, False)
+    attack = fit_attack(retain_conf, test_conf, seed)
+    predicted_member = attack.predict(np.asarray(forget_conf).reshape(-1, 1))
+    constant = len(np.unique(attack.predict(PROBE))) == 1
+    return MiaResult(100.0 * float(1.0 - predicted_member.mean()), constant)
+
+
 def mia_efficacy(
     retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np.ndarray, seed: int = 0
 ) -> float:
     """Percent of forget samples the attack (trained on retain vs test) calls non-members."""
-    if len(forget_conf) == 0:
-        return 0.0
-    attack = fit_attack(retain_conf, test_conf, seed)
-    predicted_member = attack.predict(np.asarray(forget_conf).reshape(-1, 1))
-    return 100.0 * float(1.0 - predicted_member.mean())
+    return mia_attack(retain_conf, test_conf, forget_conf, seed).efficacy
 
 
 @dataclass(frozen=True)
@@ -72,15 +94,19 @@ class MiaInputs:
     forget: np.ndarray
     seed: int = 0
 
+    def attack(self) -> MiaResult:
+        """The model's MIA-efficacy (percent), and whether its attack was constant."""
+        return mia_attack(self.retain, self.test, self.forget, self.seed)
+
     def efficacy(self) -> float:
         """The model's MIA-efficacy (percent)."""
-        return mia_efficacy(self.retain, self.test, self.forget, self.seed)
+        return self.attack().efficacy
 
 
-def timed_efficacy(inputs: MiaInputs) -> tuple[float, float]:
-    """MIA-efficacy and the seconds its attack took."""
+def timed_attack(inputs: MiaInputs) -> tuple[MiaResult, float]:
+    """The attack's result and the seconds it took."""
     started = time.perf_counter()
-    return inputs.efficacy(), time.perf_counter() - started
+    return inputs.attack(), time.perf_counter() - started
 
 
 def save_inputs(path: Path, inputs: MiaInputs) -> None:
@@ -100,8 +126,8 @@ def load_inputs(path: Path) -> MiaInputs:
     return MiaInputs(**{**fields, "seed": int(fields["seed"])})
 
 
-# what a finished attack hands its result to: (MIA-efficacy, seconds of the attack)
-AttackDone = Callable[[float, float], None]
+# what a finished attack hands its result to: (its result, seconds of the attack)
+AttackDone = Callable[[MiaResult, float], None]
 
 
 def attacks_in_background(engine: Engine) -> bool:
@@ -158,5 +184,5 @@ class PendingAttacks:
 
 def _attack(inputs_path: Path, done: AttackDone) -> None:
     """Fit one attack on its saved inputs, hand over the result, then remove the inputs."""
-    done(*timed_efficacy(load_inputs(inputs_path)))
+    done(*timed_attack(load_inputs(inputs_path)))
     inputs_path.unlink(missing_ok=True)

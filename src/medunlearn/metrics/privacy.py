@@ -10,7 +10,7 @@ test (what the model leaks about its training data). Columns are fractions (AUC,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,12 +26,16 @@ from medunlearn.metrics.attacks import (
     tpr_at_fpr,
 )
 from medunlearn.metrics.scores import SampleScores, per_sample_scores
+from medunlearn.metrics.stats import auc_interval
 
 # the FPRs at which an ROC is kept for the figures (log-spaced: the low-FPR end matters)
 CURVE_FPR = np.unique(np.concatenate([[0.0], np.logspace(-4, 0, 49)]))
 HISTOGRAM_BINS = 30
-# the columns of the attacks against a reference bank
-BANK_COLUMNS = tuple(f"{a}_{m}" for a in ("lira", "rmia") for m in ("auc", "tpr1", "tpr01"))
+# the attacks whose AUC gets an interval where asked (the report checks their sanity)
+INTERVAL_ATTACKS = ("pop_phi", "lira")
+# the attacks against a reference bank, and their table columns
+BANK_ATTACKS = ("lira", "rmia")
+BANK_COLUMNS = tuple(f"{a}_{m}" for a in BANK_ATTACKS for m in ("auc", "tpr1", "tpr01"))
 
 
 @dataclass(frozen=True)
@@ -89,22 +93,33 @@ def histogram(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, list[flo
 
 @dataclass
 class PrivacyResult:
-    """Table columns, thinned ROCs and score histograms of one model's attacks."""
+    """Table columns, thinned ROCs and score histograms of one model's attacks.
 
-    columns: dict[str, float]
-    curves: dict[str, dict[str, list[float]]]
-    histograms: dict[str, dict[str, list[float]]]
+    With `intervals`, the AUCs of the checked attacks also get their bootstrap interval
+    (`<attack>_auc_low` / `_high`, seeded with `seed`): the report's sanity checks read them
+    on the original model and Retrain."""
+
+    seed: int = 0
+    intervals: bool = False
+    columns: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    histograms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def add(self, name: str, members: np.ndarray, nonmembers: np.ndarray, result: AttackResult):
         """Record one forget-vs-test attack: its columns, ROC and score histogram."""
         self.columns.update(_columns(name, result))
         self.curves[name] = curve(result)
         self.histograms[name] = histogram(members, nonmembers)
+        if self.intervals and name in INTERVAL_ATTACKS:
+            interval = auc_interval(members, nonmembers, seed=self.seed)
+            self.columns.update({f"{name}_auc_low": interval.ci_low,
+                                 f"{name}_auc_high": interval.ci_high})  # fmt: skip
 
 
-def population_attacks(scores: ModelScores, forget: torch.Tensor, retain: torch.Tensor):
+def population_attacks(
+    scores: ModelScores, forget: torch.Tensor, retain: torch.Tensor, result: PrivacyResult
+) -> PrivacyResult:
     """Threshold attacks on the loss and on phi, forget vs test; phi also retain vs test."""
-    result = PrivacyResult({}, {}, {})
     forgotten, test = scores.forget(forget), scores.test
     result.add("pop_loss", -forgotten.loss, -test.loss, loss_attack(forgotten.loss, test.loss))
     result.add("pop_phi", forgotten.phi, test.phi, phi_attack(forgotten.phi, test.phi))
