@@ -10,14 +10,20 @@ from torch import nn
 
 from medunlearn.config import MethodConfig
 from medunlearn.methods import (  # noqa: F401
+    bad_teacher,
+    fisher,
     ft,
     ga,
+    influence,
     l1_sparse,
     neggrad_plus,
     retrain,
     rl,
     salun,
     salun_cra,
+    scrub,
+    sfr_on,
+    ssd,
 )
 from medunlearn.methods.base import Context, MethodParams, UnlearnData
 from medunlearn.methods.registry import METHODS, get_method, method_params
