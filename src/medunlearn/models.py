@@ -76,6 +76,22 @@ def build_model(config: ModelConfig, in_channels: int, n_classes: int) -> nn.Mod
     return nn.Sequential(Normalize(), net)
 
 
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The dotted name and module of a model's last `nn.Linear`: the classifier head of ours
+    (the small CNN's final layer, ResNet-18's `fc`), which Boundary Expanding widens."""
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelError(f"{type(model).__name__} has no nn.Linear layer to use as its head")
+    return linears[-1]
+
+
+def replace_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` in place of the submodule at the dotted `name` (as `last_linear` gives it);
+    torch's own `Module.set_submodule` needs torch 2.5."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
+
+
 class _Tracer(fx.Tracer):
     """Traces a model for inference rewrites, keeping `Normalize` (dtype-dependent) whole."""
 

@@ -11,6 +11,8 @@ from torch import nn
 from medunlearn.config import MethodConfig
 from medunlearn.methods import (  # noqa: F401
     bad_teacher,
+    boundary_expanding,
+    boundary_shrink,
     fisher,
     ft,
     ga,
@@ -24,6 +26,7 @@ from medunlearn.methods import (  # noqa: F401
     scrub,
     sfr_on,
     ssd,
+    unsir,
 )
 from medunlearn.methods.base import Context, MethodParams, UnlearnData
 from medunlearn.methods.registry import METHODS, get_method, method_params

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -76,13 +75,13 @@ class Context:
         """The method's augmentation: its own if set, else the training recipe's."""
         return params.augment or (self.train.augment if self.train else "none")
 
-    def phase(self, name: str) -> Context:
-        """This context for one phase of a multi-phase method (UNSIR's impair and repair): the
-        phase keeps its own resumable state, so a resume never redoes a finished phase."""
-        if self.state_path is None:
-            return self
-        path = self.state_path.with_name(f"{self.state_path.stem}-{name}{self.state_path.suffix}")
-        return dataclasses.replace(self, state_path=path, name=f"{self.name} {name}")
+    def phase_state(self, phase: str | None) -> Path | None:
+        """The resumable state of one phase of a multi-phase method (UNSIR's impair and repair),
+        so that a resume never redoes a finished phase; the method's own state for None."""
+        if self.state_path is None or phase is None:
+            return self.state_path
+        path = self.state_path
+        return path.with_name(f"{path.stem}-{phase}{path.suffix}")
 
     def state_files(self) -> list[Path]:
         """Every resumable state this context's method may have left (its phases' included)."""
@@ -148,9 +147,10 @@ def fit_method(
     epoch_batches: EpochBatches,
     epoch_loss: EpochLoss,
     after_step: Callable[[], None] | None = None,
+    phase: str | None = None,
 ) -> nn.Module:
-    """Run the one fit loop for a method: its recipe, seed and resumable state; the epochs an
-    interrupted run already did count in its run time."""
+    """Run the one fit loop for a method (or one `phase` of it): its recipe, seed and resumable
+    state; the epochs an interrupted run already did count in its run time."""
     result = fit(
         model,
         params,
@@ -159,8 +159,8 @@ def fit_method(
         epoch_loss,
         context.seed,
         after_step=after_step,
-        state_path=context.state_path,
-        description=context.name,
+        state_path=context.phase_state(phase),
+        description=context.name if phase is None else f"{context.name} {phase}",
     )
     context.earlier_seconds += result.resumed_seconds
     return result.model
