@@ -101,6 +101,9 @@ def test_repeated_runs_give_the_forgetting_score_and_resume_from_the_cache(
     rows = {r["method"]: r for r in run(config, tmp_path / "out")}
     assert 0.0 <= rows["ft"]["forget_quality"] <= 1.0
     assert rows["ft"]["forget_score_n"] == 3 and rows["ft"]["repeats_min"] > 0
+    assert 0.0 <= rows["ft"]["ulira_acc"] <= 1.0 and 0.0 <= rows["ft"]["ulira_auc"] <= 1.0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "N = 3 unlearning runs" in report and "U-LiRA acc" in report
     assert "forget_quality" not in rows["original"] and "forget_quality" not in rows["retrain"]
     calls = []
     real = pipeline.unlearn

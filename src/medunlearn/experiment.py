@@ -33,7 +33,7 @@ from medunlearn.metrics.evaluation import RowEvaluation
 from medunlearn.metrics.gap import add_gaps
 from medunlearn.metrics.mia import AttackDone, MiaResult, PendingAttacks, save_inputs
 from medunlearn.metrics.privacy import BANK_ATTACKS, bank_attacks
-from medunlearn.metrics.unlearning_tests import final_score, forgetting_score
+from medunlearn.metrics.unlearning_tests import final_score, forgetting_score, ulira_held_out
 from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
 from medunlearn.report import write_results
@@ -113,16 +113,18 @@ def _forgetting_columns(run: ForgetRun, method: MethodConfig) -> dict:
     unlearned = repeated_runs(run.config, method, run.data, run.original, run.context, run.seeds)
     retrained = run.bank[:repeats]
     forget = run.data.forget_index.numpy()
-    score = forgetting_score(
-        np.stack([model.scores.train.phi[forget] for model in unlearned]),
-        np.stack([model.scores.train.phi[forget] for model in retrained]),
-    )
+    unlearned_phi = np.stack([model.scores.train.phi[forget] for model in unlearned])
+    retrained_phi = np.stack([model.scores.train.phi[forget] for model in retrained])
+    score = forgetting_score(unlearned_phi, retrained_phi)
+    held_out = ulira_held_out(unlearned_phi, retrained_phi)
     ra_u, ta_u = (float(np.mean([getattr(m, k) for m in unlearned])) for k in ("ra", "ta"))
     ra_r, ta_r = (float(np.mean([getattr(m, k) for m in retrained])) for k in ("ra", "ta"))
     return {
         "forget_quality": score.f,
         "forget_score": final_score(score.f, ra_u, ra_r, ta_u, ta_r),
         "forget_score_n": score.n_models,
+        "ulira_acc": held_out.balanced_accuracy,
+        "ulira_auc": held_out.auc,
         "repeats_min": _minutes(unlearned),
     }
 

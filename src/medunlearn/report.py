@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ PRIVACY_TABLE = (
     Column("lira_tpr01", "LiRA TPR@0.1%", digits=3),
     Column("rmia_auc", "RMIA AUC", digits=3),
     Column("rmia_tpr1", "RMIA TPR@1%", digits=3),
+    Column("ulira_acc", "U-LiRA acc", gap=False, digits=3),
     Column("forget_quality", "F", gap=False, digits=3),
     Column("forget_score", "F x utility", gap=False, digits=3),
 )
@@ -344,6 +346,14 @@ def sanity_checks(rows: Sequence[dict]) -> list[tuple[str, list[str]]]:
             lines.append(
                 f"The SVC attack (MIA) was constant, one answer for every confidence, for "
                 f"{where}: its MIA there (0 or 100) says nothing about forgetting."
+            )
+        if sizes := sorted({r["forget_score_n"] for r in scenario if r.get("forget_score_n")}):
+            n = sizes[0]
+            lines.append(
+                f"The forgetting score F and U-LiRA come from N = {n} unlearning runs and {n} "
+                f"bank models per method: an example's epsilon is resolved only up to "
+                f"ceil(ln(N - 1)) = {math.ceil(math.log(n - 1))}, so F is coarse (the NeurIPS "
+                "2023 challenge used N = 512)."
             )
         entries = [e for e in summary if (e["aug"], e["forget"]) == (aug, forget)]
         original = next((e for e in entries if e["method"] == "original"), {})

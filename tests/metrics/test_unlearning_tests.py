@@ -14,6 +14,7 @@ from medunlearn.metrics.unlearning_tests import (
     max_epsilon,
     rule_epsilons,
     ulira,
+    ulira_held_out,
 )
 
 
@@ -133,3 +134,25 @@ def test_banks_must_match():
 
 def test_final_score_by_hand():
     assert final_score(0.5, 90.0, 100.0, 80.0, 100.0) == pytest.approx(0.36)
+
+
+def test_held_out_ulira_tells_separate_banks_apart_and_not_identical_ones():
+    """Each model is scored only by Gaussians fitted without it: banks drawn from one
+    distribution give about 0.5, banks two standard deviations apart nearly 1."""
+    rng = np.random.default_rng(0)
+    same = ulira_held_out(rng.normal(0, 1, (6, 400)), rng.normal(0, 1, (6, 400)))
+    assert abs(same.balanced_accuracy - 0.5) < 0.05 and abs(same.auc - 0.5) < 0.05
+    apart = ulira_held_out(rng.normal(2, 1, (6, 400)), rng.normal(0, 1, (6, 400)))
+    assert apart.balanced_accuracy > 0.8 and apart.auc > 0.9
+    assert apart.n_unlearned == apart.n_retrained == 6 * 400
+
+
+def test_held_out_ulira_never_scores_a_model_with_a_fit_it_took_part_in():
+    """One unlearned model far off the others: scored against the rest it looks retrained
+    (log LR < 0 against a bank it is not in), which a fit including it would hide."""
+    unlearned = np.array([[0.0], [0.1], [-0.1], [5.0]])
+    retrained = np.array([[5.0], [5.1], [4.9], [5.05]])
+    result = ulira_held_out(unlearned, retrained)
+    assert result.log_lr[6, 0] < 0  # the fourth unlearned model, held out
+    with pytest.raises(ValueError, match="at least 3"):
+        ulira_held_out(unlearned[:2], retrained[:2])

@@ -58,6 +58,11 @@ def ulira(
     log_lr = norm.logpdf(target, mean_u, std_u + STD_FLOOR) - norm.logpdf(
         target, mean_r, std_r + STD_FLOOR
     )
+    return _ulira_result(log_lr, truth)
+
+
+def _ulira_result(log_lr: np.ndarray, truth: np.ndarray) -> ULiraResult:
+    """Balanced accuracy of "unlearned" iff log LR > 0 and AUC of the log LR, over all pairs."""
     return ULiraResult(
         balanced_accuracy=float(balanced_accuracy_score(truth.ravel(), log_lr.ravel() > 0)),
         auc=roc_summary(log_lr[truth], log_lr[~truth]).auc,
@@ -65,6 +70,24 @@ def ulira(
         n_unlearned=int(truth.sum()),
         n_retrained=int((~truth).sum()),
     )
+
+
+def ulira_held_out(unlearned_phi: np.ndarray, retrained_phi: np.ndarray) -> ULiraResult:
+    """U-LiRA on two banks alone: model i of each bank is held out in turn as the two targets
+    (one unlearned, one retrained) and tested against Gaussians fitted on the others, so no
+    model is scored by a fit it took part in. Each bank needs 3 models or more."""
+    unlearned = np.asarray(unlearned_phi, dtype=float)
+    retrained = np.asarray(retrained_phi, dtype=float)
+    n = min(len(unlearned), len(retrained))
+    if n < 3:
+        raise ValueError("held-out U-LiRA needs at least 3 models in each bank")
+    log_lrs, truths = [], []
+    for i in range(n):
+        targets = np.stack([unlearned[i], retrained[i]])
+        held = ulira(np.delete(unlearned, i, 0), np.delete(retrained, i, 0), targets, [1, 0])
+        log_lrs.append(held.log_lr)
+        truths.append(np.broadcast_to(np.array([[True], [False]]), targets.shape))
+    return _ulira_result(np.concatenate(log_lrs), np.concatenate(truths))
 
 
 @dataclass(frozen=True)
