@@ -73,7 +73,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, epochs: int)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _resume_state(path: Path | None, key: str) -> dict | None:
+def resume_state(path: Path | None, key: str) -> dict | None:
     """The saved state of an interrupted run of this exact fit at `path`, if any."""
     if path is None or not path.is_file():
         return None
@@ -108,7 +108,7 @@ def fit(
     key = cache_key("fit", recipe, seed, state_key)
     start, best_val, best_epoch, history, resumed = 0, None, recipe.epochs, [], 0.0
     best_state = None
-    saved = _resume_state(state_path, key)
+    saved = resume_state(state_path, key)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

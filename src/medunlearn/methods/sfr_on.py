@@ -30,9 +30,10 @@ from medunlearn.config import (
 )
 from medunlearn.engine import Batch, Engine, LossFn, n_batches
 from medunlearn.methods.base import Context, MethodParams, UnlearnData, retain_loss
+from medunlearn.methods.importance import row_batches, squared_gradients
 from medunlearn.methods.registry import register
-from medunlearn.store import atomic_save, cache_key, load_data_file
-from medunlearn.training import make_scheduler
+from medunlearn.store import atomic_save, cache_key
+from medunlearn.training import make_scheduler, resume_state
 
 Mask = dict[str, torch.Tensor]
 # the authors' guard against a zero loss or a zero Fisher value in a ratio
@@ -68,24 +69,9 @@ def fisher_diagonal(
     model: nn.Module, data: UnlearnData, rows: torch.Tensor, params: SFROnParams, context: Context
 ) -> Mask:
     """Mean over batches of the squared batch gradient of CE (true labels, eval mode)."""
-    engine = context.engine
-    model.eval()
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    totals = {name: torch.zeros_like(p) for name, p in named}
-    augment = build_augment(context.augment_mode(params))
-    generator = engine.generator(context.seed)
-    split = data.dataset.train
-    for batch in engine.batches(split, rows, params.batch_size, generator, augment):
-        model.zero_grad(set_to_none=True)
-        with engine.autocast():
-            loss = F.cross_entropy(model(batch.images), batch.labels)
-        loss.backward()
-        for name, p in named:
-            if p.grad is not None:
-                totals[name] += p.grad.float().square()
-    model.zero_grad(set_to_none=True)
-    count = n_batches(len(rows), params.batch_size)
-    return {name: total / count for name, total in totals.items()}
+    generator = context.engine.generator(context.seed)
+    batches = row_batches(data, rows, params, context, generator)
+    return squared_gradients(model, batches, context.engine)
 
 
 def balanced_saliency_mask(
@@ -151,15 +137,6 @@ def retain_step(
     optimizer.step()
 
 
-def _saved_state(context: Context, key: str) -> dict | None:
-    """The state an interrupted run of these exact params and seed left, if any."""
-    path = context.state_path
-    if path is None or not path.is_file():
-        return None
-    saved = load_data_file(path)
-    return saved if saved.get("recipe") == key else None
-
-
 @register("sfr-on", SFROnParams, "masked adaptive ascent on forget, then descent on retain")
 def sfr_on(model: nn.Module, data: UnlearnData, params: SFROnParams, context: Context):
     """Per iteration t of T: a forget step when t % forget_every == 0, then a retain step.
@@ -182,7 +159,7 @@ def sfr_on(model: nn.Module, data: UnlearnData, params: SFROnParams, context: Co
     generator = engine.generator(context.seed)
     key = cache_key("sfr-on", params, context.seed)
     start, elapsed = 0, 0.0
-    saved = _saved_state(context, key)
+    saved = resume_state(context.state_path, key)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
