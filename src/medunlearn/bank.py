@@ -20,7 +20,7 @@ from medunlearn.metrics import predict
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.privacy import ModelScores
 from medunlearn.metrics.scores import SampleScores
-from medunlearn.pipeline import retrain_key, row_key, run_method
+from medunlearn.pipeline import row_key, run_method
 from medunlearn.seeds import Seeds
 from medunlearn.store import load_tensors, save_tensors
 
@@ -91,6 +91,26 @@ def _bank_model(
     return scored
 
 
+def _models(
+    config: ExperimentConfig,
+    method: MethodConfig,
+    data: UnlearnData,
+    original: TrainedModel,
+    context: Context,
+    seeds: Seeds,
+    model_seeds: list[int],
+    label: str,
+) -> list[BankModel]:
+    """One scored model of `method` per seed in `model_seeds`, each cached under its key."""
+    models = []
+    for index, seed in enumerate(model_seeds):
+        name = f"{label} {index + 1}/{len(model_seeds)} s{seeds.seed}"
+        model_context = dataclasses.replace(context, seed=seed, name=name)
+        key = row_key(config, data.dataset, seeds, data.forget_set, method, seed)
+        models.append(_bank_model(method, data, original, model_context, key))
+    return models
+
+
 def reference_bank(
     config: ExperimentConfig,
     retrain: MethodConfig,
@@ -100,15 +120,8 @@ def reference_bank(
     seeds: Seeds,
 ) -> list[BankModel]:
     """The K = `config.evaluation.bank` reference Retrains of this forget set, trained once."""
-    size = config.evaluation.bank
-    models = []
-    for index in range(size):
-        seed = seeds.bank(index)
-        name = f"bank {index + 1}/{size} s{seeds.seed}"
-        bank_context = dataclasses.replace(context, seed=seed, name=name)
-        key = retrain_key(config, data.dataset, seed, data.forget_set, retrain)
-        models.append(_bank_model(retrain, data, original, bank_context, key))
-    return models
+    bank_seeds = [seeds.bank(index) for index in range(config.evaluation.bank)]
+    return _models(config, retrain, data, original, context, seeds, bank_seeds, "bank")
 
 
 def repeated_runs(
@@ -121,12 +134,6 @@ def repeated_runs(
 ) -> list[BankModel]:
     """N = `config.evaluation.repeats` runs of one method from the original, each with its own
     seed: the unlearned side of the forgetting score."""
-    size = config.evaluation.repeats
-    models = []
-    for index in range(size):
-        seed = seeds.repeat(index)
-        name = f"{method.display_name} repeat {index + 1}/{size} s{seeds.seed}"
-        run_context = dataclasses.replace(context, seed=seed, name=name)
-        key = row_key(config, data.dataset, seeds, data.forget_set, method, seed)
-        models.append(_bank_model(method, data, original, run_context, key))
-    return models
+    repeat_seeds = [seeds.repeat(index) for index in range(config.evaluation.repeats)]
+    label = f"{method.display_name} repeat"
+    return _models(config, method, data, original, context, seeds, repeat_seeds, label)

@@ -77,15 +77,16 @@ def row_key(
     seeds: Seeds,
     forget_set: ForgetSet,
     method: MethodConfig,
-    unlearn_seed: int | None = None,
+    seed: int | None = None,
 ) -> str:
     """What identifies a row's model: the original's training, the forget set's content, the
-    method and its seed (the run's unlearning seed unless given). Retrain's model depends on
-    neither the original nor the display label: its key is its own seed, the forget set and its
-    recipe, so every run (and the bank) shares it."""
+    method and its `seed` (the run's unlearning, or Retrain, seed unless given). Retrain's model
+    depends on neither the original nor the display label: its key is its own seed, the forget
+    set and its recipe, so every run (and the bank) shares it."""
     if method.name == "retrain":
-        return retrain_key(config, dataset, seeds.retrain, forget_set, method)
-    seed = seeds.unlearn if unlearn_seed is None else unlearn_seed
+        seed = seeds.retrain if seed is None else seed
+        return retrain_key(config, dataset, seed, forget_set, method)
+    seed = seeds.unlearn if seed is None else seed
     return weights_key("row", config, dataset, seeds.train, forget_set.key, method, seed)
 
 

@@ -81,6 +81,35 @@ def resume_state(path: Path | None, key: str) -> dict | None:
     return saved if saved.get("recipe") == key else None
 
 
+Loop = tuple[nn.Module, torch.optim.Optimizer, typing.Any, torch.Generator]
+
+
+def save_state(path: Path, key: str, epoch: int, loop: Loop, seconds: float, **extra) -> None:
+    """After an epoch: what a resumed run needs (model, optimizer, schedule, generator), its
+    key, the epochs done and the seconds spent, written atomically."""
+    model, optimizer, scheduler, generator = loop
+    state = {
+        "recipe": key,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "seconds": seconds,
+        **extra,
+    }
+    atomic_save(path, state)
+
+
+def restore(saved: dict, loop: Loop) -> None:
+    """Put a saved state back into the model, optimizer, schedule and generator."""
+    model, optimizer, scheduler, generator = loop
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    generator.set_state(saved["generator"])
+
+
 def fit(
     model: nn.Module,
     recipe: Recipe,
@@ -110,10 +139,7 @@ def fit(
     best_state = None
     saved = resume_state(state_path, key)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"])
+        restore(saved, (model, optimizer, scheduler, generator))
         start, best_val, best_epoch = saved["epoch"], saved["best_val"], saved["best_epoch"]
         best_state, history, resumed = saved["best_state"], saved["history"], saved["seconds"]
         engine.progress.log(f"{description}: resuming after epoch {start}/{recipe.epochs}")
@@ -135,20 +161,9 @@ def fit(
         history.append(entry)
         elapsed += time.perf_counter() - began
         if state_path is not None:
-            state = {
-                "recipe": key,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "best_val": best_val,
-                "best_epoch": best_epoch,
-                "best_state": best_state,
-                "history": history,
-                "seconds": elapsed,
-            }
-            atomic_save(state_path, state)
+            loop = (model, optimizer, scheduler, generator)
+            save_state(state_path, key, epoch + 1, loop, elapsed, best_val=best_val,
+                       best_epoch=best_epoch, best_state=best_state, history=history)  # fmt: skip
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(model, best_epoch, best_val, elapsed, resumed, history)

@@ -32,8 +32,8 @@ from medunlearn.engine import Batch, Engine, LossFn, n_batches
 from medunlearn.methods.base import Context, MethodParams, UnlearnData, retain_loss
 from medunlearn.methods.importance import row_batches, squared_gradients
 from medunlearn.methods.registry import register
-from medunlearn.store import atomic_save, cache_key
-from medunlearn.training import make_scheduler, resume_state
+from medunlearn.store import cache_key
+from medunlearn.training import make_scheduler, restore, resume_state, save_state
 
 Mask = dict[str, torch.Tensor]
 # the authors' guard against a zero loss or a zero Fisher value in a ratio
@@ -161,10 +161,7 @@ def sfr_on(model: nn.Module, data: UnlearnData, params: SFROnParams, context: Co
     start, elapsed = 0, 0.0
     saved = resume_state(context.state_path, key)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"])
+        restore(saved, (model, optimizer, scheduler, generator))
         start, elapsed = saved["epoch"], saved["seconds"]
         engine.progress.log(f"{context.name}: resuming after epoch {start}/{params.epochs}")
     context.earlier_seconds += elapsed
@@ -200,14 +197,6 @@ def sfr_on(model: nn.Module, data: UnlearnData, params: SFROnParams, context: Co
                 task.advance()
         elapsed += time.perf_counter() - began
         if context.state_path is not None:
-            state = {
-                "recipe": key,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "seconds": elapsed,
-            }
-            atomic_save(context.state_path, state)
+            loop = (model, optimizer, scheduler, generator)
+            save_state(context.state_path, key, epoch + 1, loop, elapsed)
     return model
