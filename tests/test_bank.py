@@ -43,6 +43,13 @@ def test_the_bank_has_its_own_seeds_and_never_the_retrain_under_test(
     for row in rows:
         assert row["bank_n"] == 3 and row["bank_min"] > 0
         assert all(0.0 <= row[key] <= 1.0 for key in BANK_COLUMNS)
+    assert len({row["rmia_a"] for row in rows}) == 1  # tuned once, on the original model
+    assert 0.0 <= rows[0]["rmia_a"] <= 1.0
+
+
+def test_a_given_rmia_a_is_used_as_it_is(make_config, tmp_path):
+    rows = run(_with_evaluation(make_config(), bank=2, rmia_a=0.7), tmp_path / "out")
+    assert {row["rmia_a"] for row in rows} == {0.7}
 
 
 def test_the_bank_is_trained_once_and_reused_by_later_runs_with_other_methods(

@@ -28,11 +28,11 @@ from medunlearn.engine import Engine, configure_process
 from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params
-from medunlearn.metrics import evaluate_row
+from medunlearn.metrics import evaluate_row, predict
 from medunlearn.metrics.evaluation import RowEvaluation
 from medunlearn.metrics.gap import add_gaps
 from medunlearn.metrics.mia import AttackDone, MiaResult, PendingAttacks, save_inputs
-from medunlearn.metrics.privacy import BANK_ATTACKS, bank_attacks
+from medunlearn.metrics.privacy import BANK_ATTACKS, bank_attacks, tuned_rmia_a
 from medunlearn.metrics.unlearning_tests import final_score, forgetting_score, ulira_held_out
 from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
@@ -76,6 +76,7 @@ class ForgetRun:
     seeds: Seeds
     folder: Path
     bank: list[BankModel] = field(default_factory=list)
+    rmia_a: float | None = None
 
     def row_path(self, method: MethodConfig) -> Path:
         """Where a method's row is kept."""
@@ -94,9 +95,19 @@ def _bank_columns(run: ForgetRun, evaluation: RowEvaluation) -> dict:
         return {}
     bank = [model.scores for model in run.bank]
     forget = run.data.forget_index
-    bank_attacks(evaluation.scores, bank, forget, run.config.evaluation.rmia_a, evaluation.privacy)
+    if run.rmia_a is None:
+        run.rmia_a = run.config.evaluation.rmia_a
+    if run.rmia_a is None:  # tuned on the original model, whose members are known
+        original = predict(run.original.model, run.data.dataset, run.context.engine, True)
+        run.rmia_a = tuned_rmia_a(original.scores(run.data.dataset), bank, forget)
+    bank_attacks(evaluation.scores, bank, forget, run.rmia_a, evaluation.privacy)
     columns = {k: v for k, v in evaluation.privacy.columns.items() if k.startswith(BANK_ATTACKS)}
-    return {**columns, "bank_n": len(run.bank), "bank_min": _minutes(run.bank)}
+    return {
+        **columns,
+        "rmia_a": run.rmia_a,
+        "bank_n": len(run.bank),
+        "bank_min": _minutes(run.bank),
+    }
 
 
 def _minutes(models: list[BankModel]) -> float:

@@ -24,6 +24,7 @@ from medunlearn.metrics.attacks import (
     rmia_offline,
     roc_summary,
     tpr_at_fpr,
+    tune_offline_a,
 )
 from medunlearn.metrics.scores import SampleScores, per_sample_scores
 from medunlearn.metrics.stats import auc_interval
@@ -81,13 +82,16 @@ def curve(result: AttackResult) -> dict[str, list[float]]:
 
 
 def histogram(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, list[float]]:
-    """Counts of the finite scores of both groups over shared bins."""
+    """Counts of both groups' scores over shared bins spanning the finite ones; an infinite
+    score (a diverged model's phi) falls into the outer bin on its side."""
     pooled = np.concatenate([members, nonmembers])
     finite = pooled[np.isfinite(pooled)]
     low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
     edges = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
-    clipped = [np.clip(values[np.isfinite(values)], low, high) for values in (members, nonmembers)]
-    counts = [np.histogram(values, edges)[0].tolist() for values in clipped]
+    counts = [
+        np.histogram(np.clip(values, edges[0], edges[-1]), edges)[0].tolist()
+        for values in (members, nonmembers)
+    ]
     return {"edges": edges.tolist(), "forget": counts[0], "test": counts[1]}
 
 
@@ -155,6 +159,23 @@ def bank_attacks(
         "rmia", rmia[:n_forget], rmia[n_forget:], roc_summary(rmia[:n_forget], rmia[n_forget:])
     )
     return result
+
+
+def tuned_rmia_a(original: ModelScores, bank: Sequence[ModelScores], forget: torch.Tensor) -> float:
+    """Offline RMIA's `a`, tuned as Zarifzadeh et al. tune it on a model whose members are
+    known and whose references never trained on them: here the original model (its forget
+    samples members, test samples not) against the bank, which trained on neither."""
+    target_x = _forget_and_test(original, forget)
+    bank_x = [_forget_and_test(model, forget) for model in bank]
+    is_member = np.arange(len(target_x.phi)) < len(forget)
+    a, _ = tune_offline_a(
+        target_x.confidence,
+        is_member,
+        np.stack([model.confidence for model in bank_x]),
+        _val(original).confidence,
+        np.stack([_val(model).confidence for model in bank]),
+    )
+    return a
 
 
 def _forget_and_test(scores: ModelScores, forget: torch.Tensor) -> SampleScores:
