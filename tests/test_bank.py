@@ -41,7 +41,7 @@ def test_the_bank_has_its_own_seeds_and_never_the_retrain_under_test(
     assert sorted(seen) == sorted([*bank, seeds.retrain])
     assert seeds.retrain not in bank
     for row in rows:
-        assert row["bank_n"] == 3 and row["bank_min"] > 0
+        assert row["bank_n"] == 3 and row["bank_min"] > 0 and row["bank_seeds"] == bank
         assert all(0.0 <= row[key] <= 1.0 for key in BANK_COLUMNS)
     assert len({row["rmia_a"] for row in rows}) == 1  # tuned once, on the original model
     assert 0.0 <= rows[0]["rmia_a"] <= 1.0
@@ -136,3 +136,19 @@ def test_a_bank_that_cannot_serve_its_attacks_is_refused_before_anything_is_writ
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(_with_evaluation(make_config(), **values), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_shadow_pipelines_start_each_repeat_from_an_original_of_its_own(make_config, tmp_path):
+    """U-LiRA's pipelines (train with the forget set, then unlearn it): one original per repeat
+    seed, trained once and shared by every method."""
+    methods = [MethodConfig("ft", {"epochs": 1}), MethodConfig("ga", {"epochs": 1})]
+    config = make_config(methods)
+    config = _with_evaluation(config, bank=3, repeats=3, shadow_originals=True)
+    rows = {r["method"]: r for r in run(config, tmp_path / "out")}
+    originals = list((tmp_path / "cache" / "original").glob("*.safetensors"))
+    assert len(originals) == 1 + 3
+    assert 0.0 <= rows["ga"]["ulira_acc"] <= 1.0
+    plain = {r["method"]: r for r in run(replace(config, evaluation=EvaluationConfig(
+        bank=3, repeats=3)), tmp_path / "plain")}  # fmt: skip
+    assert plain["ft"]["forget_quality"] is not None
+    assert len(list((tmp_path / "cache" / "original").glob("*.safetensors"))) == 4

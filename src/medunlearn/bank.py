@@ -20,9 +20,9 @@ from medunlearn.metrics import predict
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.privacy import ModelScores
 from medunlearn.metrics.scores import SampleScores
-from medunlearn.pipeline import row_key, run_method
+from medunlearn.pipeline import row_key, run_method, train_original
 from medunlearn.seeds import Seeds
-from medunlearn.store import load_tensors, save_tensors
+from medunlearn.store import cache_key, load_tensors, save_tensors
 
 SCORE_FIELDS = tuple(field.name for field in dataclasses.fields(SampleScores))
 
@@ -95,18 +95,20 @@ def _models(
     config: ExperimentConfig,
     method: MethodConfig,
     data: UnlearnData,
-    original: TrainedModel,
+    originals: list[TrainedModel],
     context: Context,
     seeds: Seeds,
     model_seeds: list[int],
     label: str,
 ) -> list[BankModel]:
-    """One scored model of `method` per seed in `model_seeds`, each cached under its key."""
+    """One scored model of `method` per seed in `model_seeds`, each from its original (the
+    same one, or one per model) and cached under its key."""
     models = []
-    for index, seed in enumerate(model_seeds):
+    for index, (seed, original) in enumerate(zip(model_seeds, originals, strict=True)):
         name = f"{label} {index + 1}/{len(model_seeds)} s{seeds.seed}"
         model_context = dataclasses.replace(context, seed=seed, name=name)
         key = row_key(config, data.dataset, seeds, data.forget_set, method, seed)
+        key = cache_key("bank-model", key, original.meta.get("seed"))
         models.append(_bank_model(method, data, original, model_context, key))
     return models
 
@@ -121,7 +123,8 @@ def reference_bank(
 ) -> list[BankModel]:
     """The K = `config.evaluation.bank` reference Retrains of this forget set, trained once."""
     bank_seeds = [seeds.bank(index) for index in range(config.evaluation.bank)]
-    return _models(config, retrain, data, original, context, seeds, bank_seeds, "bank")
+    originals = [original] * len(bank_seeds)  # a Retrain never uses it
+    return _models(config, retrain, data, originals, context, seeds, bank_seeds, "bank")
 
 
 def repeated_runs(
@@ -132,8 +135,18 @@ def repeated_runs(
     context: Context,
     seeds: Seeds,
 ) -> list[BankModel]:
-    """N = `config.evaluation.repeats` runs of one method from the original, each with its own
-    seed: the unlearned side of the forgetting score."""
+    """N = `config.evaluation.repeats` runs of one method, each with its own seed: the unlearned
+    side of the forgetting score and of U-LiRA. Each starts from the original, or, with
+    `evaluation.shadow_originals`, from an original of its own trained with its seed (Hayes et
+    al.'s shadow pipelines: train with the forget set, then unlearn it; cached and shared by
+    every method)."""
     repeat_seeds = [seeds.repeat(index) for index in range(config.evaluation.repeats)]
+    originals = [original] * len(repeat_seeds)
+    if config.evaluation.shadow_originals:
+        store = context.store
+        if store is None:
+            raise ValueError("shadow originals need the model cache")
+        engine, dataset = context.engine, data.dataset
+        originals = [train_original(config, dataset, engine, store, s) for s in repeat_seeds]
     label = f"{method.display_name} repeat"
-    return _models(config, method, data, original, context, seeds, repeat_seeds, label)
+    return _models(config, method, data, originals, context, seeds, repeat_seeds, label)

@@ -238,11 +238,14 @@ class EvaluationConfig(Checked):
     `bank`: K reference Retrains per forget set and seed, each with its own seed (never the
     Retrain under test), for offline LiRA and RMIA; 0 turns them off. `repeats`: N unlearning
     runs of each method with other seeds for the NeurIPS 2023 forgetting score, against the
-    first N bank models (so N <= K). `rmia_a`: offline RMIA's a (its Pr(x) approximation);
-    None tunes it on the original model against the bank, once per forget set and seed."""
+    first N bank models (so N <= K); with `shadow_originals` each run starts from an original
+    of its own (U-LiRA's shadow pipelines) instead of the one original (the challenge's
+    protocol). `rmia_a`: offline RMIA's a (its Pr(x) approximation); None tunes it on the
+    original model against the bank, once per forget set and seed."""
 
     bank: int = constrained(0, NON_NEGATIVE)
     repeats: int = constrained(0, NON_NEGATIVE)
+    shadow_originals: bool = False
     rmia_a: float | None = constrained(None, UNIT)
 
 

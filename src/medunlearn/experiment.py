@@ -28,7 +28,7 @@ from medunlearn.engine import Engine, configure_process
 from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params
-from medunlearn.metrics import evaluate_row, predict
+from medunlearn.metrics import evaluate_row
 from medunlearn.metrics.evaluation import RowEvaluation
 from medunlearn.metrics.gap import add_gaps
 from medunlearn.metrics.mia import AttackDone, MiaResult, PendingAttacks, save_inputs
@@ -89,23 +89,25 @@ class ForgetRun:
         return cache_key("row", key, config.evaluation)
 
 
-def _bank_columns(run: ForgetRun, evaluation: RowEvaluation) -> dict:
-    """Offline LiRA and RMIA of the row's model against the bank (nothing without a bank)."""
+def _bank_columns(run: ForgetRun, method: MethodConfig, evaluation: RowEvaluation) -> dict:
+    """Offline LiRA and RMIA of the row's model against the bank (nothing without a bank).
+
+    RMIA's `a`, unless configured, is tuned on the original model's row (the first one, its
+    scores at hand) and kept in it, so later rows, and a resumed run, use the same value."""
     if not run.bank:
         return {}
     bank = [model.scores for model in run.bank]
     forget = run.data.forget_index
-    if run.rmia_a is None:
-        run.rmia_a = run.config.evaluation.rmia_a
-    if run.rmia_a is None:  # tuned on the original model, whose members are known
-        original = predict(run.original.model, run.data.dataset, run.context.engine, True)
-        run.rmia_a = tuned_rmia_a(original.scores(run.data.dataset), bank, forget)
+    run.rmia_a = run.config.evaluation.rmia_a if run.rmia_a is None else run.rmia_a
+    if run.rmia_a is None and method.name == "original":
+        run.rmia_a = tuned_rmia_a(evaluation.scores, bank, forget)
     bank_attacks(evaluation.scores, bank, forget, run.rmia_a, evaluation.privacy)
     columns = {k: v for k, v in evaluation.privacy.columns.items() if k.startswith(BANK_ATTACKS)}
     return {
         **columns,
         "rmia_a": run.rmia_a,
         "bank_n": len(run.bank),
+        "bank_seeds": [model.seed for model in run.bank],
         "bank_min": _minutes(run.bank),
     }
 
@@ -175,7 +177,7 @@ def _run_row(method: MethodConfig, run: ForgetRun) -> dict:
         "seed": seeds.seed,
         **seeds.record(),
         **evaluation.metrics,
-        **_bank_columns(run, evaluation),
+        **_bank_columns(run, method, evaluation),
         **_forgetting_columns(run, method),
         "rte_min": seconds / 60,
         "eval_s": evaluation.seconds,
@@ -221,6 +223,7 @@ def run_forget_set(
     with PendingAttacks(context.engine) as attacks:
         for method in methods:
             rows.append(_run_row(method, run))
+            run.rmia_a = rows[0].get("rmia_a", run.rmia_a)
             if rows[-1]["mia"] is None:
                 attacks.add(
                     _mia_path(run.row_path(method)), _complete_row(run.row_path(method), rows[-1])
