@@ -7,6 +7,7 @@ import torch
 
 from medunlearn.config import (
     DataConfig,
+    EvaluationConfig,
     ExperimentConfig,
     ForgetConfig,
     MethodConfig,
@@ -58,7 +59,8 @@ def test_tiny_experiment_on_bloodmnist(realdata, tmp_path):
     with open(out / "results.csv", newline="") as handle:
         rows = {row["method"]: row for row in csv.DictReader(handle)}
     assert set(rows) == {"original", "retrain", "ft", "rl", "salun"}
-    assert float(rows["retrain"]["ta"]) > 50.0
+    # one epoch learns: far above the 19.5% of always answering the largest class
+    assert float(rows["retrain"]["ta"]) > 35.0
     assert float(rows["retrain"]["ag"]) == 0.0
     for row in rows.values():
         for key in ("ua", "ra", "ta", "mia"):
@@ -84,3 +86,26 @@ def test_the_original_model_is_caught_remembering_its_forget_set(realdata, tmp_p
     rows = {row["method"]: row for row in run(config, tmp_path / "out")}
     assert rows["original"]["ua"] < rows["retrain"]["ua"]
     assert rows["retrain"]["mia"] - rows["original"]["mia"] > MIA_GAP, rows
+
+
+@pytest.mark.slow
+def test_lira_against_a_bank_catches_the_original_model_and_not_retrain(realdata, tmp_path):
+    """Against a bank of 4 reference Retrains, offline LiRA separates the original model's
+    forget samples from test samples clearly better than Retrain's, and the report says the
+    phi attack can tell forgetting here. BreastMNIST, 30 epochs, no augmentation (seeds 0-2:
+    original LiRA AUC 0.62-0.72, Retrain 0.47-0.54)."""
+    config = ExperimentConfig(
+        name="breastmnist-bank",
+        data=DataConfig(dataset="breastmnist", size=28, root=str(realdata)),
+        model=ModelConfig(arch="cnn", width=16),
+        train=TrainConfig(epochs=30, lr=0.05, batch_size=128, schedule="cosine", augment="none"),
+        forget=[ForgetConfig(mode="random", fraction=0.1)],
+        evaluation=EvaluationConfig(bank=4),
+        runtime=RuntimeConfig(device="cpu", cache_dir=str(tmp_path / "cache")),
+    )
+    rows = {row["method"]: row for row in run(config, tmp_path / "out")}
+    original, retrain = rows["original"], rows["retrain"]
+    assert original["lira_auc"] - retrain["lira_auc"] > 0.08, (original, retrain)
+    assert original["lira_auc_low"] > 0.5
+    assert retrain["lira_auc_low"] <= 0.5 <= retrain["lira_auc_high"]
+    assert "offline LiRA catches the original model" in (tmp_path / "out" / "report.md").read_text()

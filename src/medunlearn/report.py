@@ -56,7 +56,7 @@ UNLEARNING_TABLE = (
 PRIVACY_TABLE = (
     Column("mia", "SVC MIA"),
     Column("pop_phi_auc", "phi AUC", digits=3),
-    Column("pop_loss_auc", "loss AUC", digits=3),
+    Column("pop_phi_tpr1", "phi TPR@1%", digits=3),
     Column("lira_auc", "LiRA AUC", digits=3),
     Column("lira_tpr1", "LiRA TPR@1%", digits=3),
     Column("lira_tpr01", "LiRA TPR@0.1%", digits=3),
@@ -279,9 +279,12 @@ def markdown_report(rows: Sequence[dict], title: str) -> str:
         "minutes (for `original`, its training time). In the augmentation study tables, the "
         "change of AG against crop-flip is in parentheses (negative: closer to Retrain). "
         "Privacy tables: SVC MIA in percent; the attacks' AUC and TPR at 1% / 0.1% FPR as "
-        "fractions, forget vs test samples (phi and loss thresholds need no reference model; "
+        "fractions, forget vs test samples (the phi threshold needs no reference model, and a "
+        "loss threshold ranks samples as it does, so results.csv's pop_loss_* repeat it; "
         "LiRA and RMIA compare the model with a bank of reference Retrains); the target is "
-        "Retrain's value, not 0.5. F: the NeurIPS 2023 forgetting quality (1 = "
+        "Retrain's value, not 0.5. U-LiRA acc: the per-example test's balanced accuracy "
+        "between a method's repeated runs and the bank (0.5: indistinguishable from Retrain). "
+        "F: the NeurIPS 2023 forgetting quality (1 = "
         "indistinguishable from Retrain), from N unlearning runs against N bank models (coarse "
         "for small N). Over-seeds tables: 95% t intervals; '≈' marks a difference to Retrain "
         "within noise. † marks a method no closer to Retrain than the untouched original.",
