@@ -9,9 +9,12 @@ library's functions from here (the library's only timing is the inference calibr
   shown on its own line);
 - one line per method (Retrain first): unlearning only;
 - evaluation + metrics: the per-row evaluation (one inference pass over train and test, then
-  UA / RA / TA and, on binary tasks, clinical metrics, and the MIA's inputs) and the MIA's
-  attacks (SVC), fitted in parallel once a forget set's methods have trained; split into
-  inference, metrics and MIA; its share of the total is the figure to watch;
+  UA / RA / TA and, on binary tasks, clinical metrics, the membership attacks on per-sample
+  scores, and the MIA's inputs) and the MIA's attacks (SVC), fitted in parallel once a forget
+  set's methods have trained; split into inference, metrics, attacks and MIA; its share of the
+  total is the figure to watch;
+- bank, repeats (with `--set evaluation.bank=K --set evaluation.repeats=N`): the reference
+  Retrains and the repeated unlearning runs, each trained and scored;
 - other: what is left (forget-set selection, checkpoints, result files and report).
 
 Peak memory: the process's peak RSS (`resource.getrusage`) and, on CUDA,
@@ -109,6 +112,12 @@ def build_config(args: argparse.Namespace, cache: Path) -> ExperimentConfig:
     return config
 
 
+# the phases of the stronger evaluation: its attacks (part of each row) and the models it trains
+ATTACKS = "  attacks (thresholds, AUC intervals, LiRA, RMIA)"
+BANK = "bank (reference Retrains, scored)"
+REPEATS = "repeats and their tests (forgetting score, U-LiRA)"
+
+
 def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], float]:
     """Run the experiment with every phase wrapped; the phase seconds, rows and total seconds."""
     timer = PhaseTimer()
@@ -119,7 +128,11 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
     timer.wrap(evaluation, "predict", "  inference (train + test)")
     timer.wrap(evaluation, "metrics_before_mia", "  metrics")
     timer.wrap(evaluation, "mia_inputs", "  metrics")
+    timer.wrap(evaluation, "population_attacks", ATTACKS)
+    timer.wrap(experiment, "bank_attacks", ATTACKS)
     timer.wrap(experiment.PendingAttacks, "finish", "  MIA (SVC, attacks in parallel)")
+    timer.wrap(experiment, "reference_bank", BANK)
+    timer.wrap(experiment, "_forgetting_columns", REPEATS)
 
     def logits_phase(engine, model, images, description=""):
         if description == "validation":
@@ -156,10 +169,17 @@ def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str
     lines += [(k.removeprefix("method "), seconds[k]) for k in methods]
     evaluation = evaluation_seconds(seconds)
     lines.append((f"evaluation + metrics ({len(rows)} rows)", evaluation))
-    for key in ("  inference (train + test)", "  metrics", "  MIA (SVC, attacks in parallel)"):
+    for key in (
+        "  inference (train + test)",
+        "  metrics",
+        ATTACKS,
+        "  MIA (SVC, attacks in parallel)",
+    ):
         lines.append((key, seconds.get(key, 0.0)))
+    lines += [(key, seconds[key]) for key in (BANK, REPEATS) if key in seconds]
     accounted = seconds.get("data", 0.0) + seconds.get("original", 0.0) + evaluation
-    accounted += sum(seconds[k] for k in methods)
+    accounted += sum(seconds[k] for k in methods) + seconds.get(BANK, 0.0)
+    accounted += seconds.get(REPEATS, 0.0)
     lines.append(("other (forget sets, files, report)", total - accounted))
     lines.append(("total", total))
     return lines
