@@ -8,9 +8,13 @@ import pytest
 import medunlearn.methods.retrain as retrain_module
 import medunlearn.pipeline as pipeline
 from medunlearn.config import ConfigError, EvaluationConfig, MethodConfig
+from medunlearn.data import load_dataset
 from medunlearn.experiment import run
+from medunlearn.forget import load_forget_set
 from medunlearn.metrics.privacy import BANK_COLUMNS
+from medunlearn.pipeline import retrain_key
 from medunlearn.seeds import Seeds
+from medunlearn.store import Store, cache_root
 
 
 def _with_evaluation(config, **values):
@@ -35,7 +39,8 @@ def test_the_bank_has_its_own_seeds_and_never_the_retrain_under_test(
     make_config, tmp_path, monkeypatch
 ):
     seen = _trained_seeds(monkeypatch)
-    rows = run(_with_evaluation(make_config(), bank=3), tmp_path / "out")
+    config = _with_evaluation(make_config(), bank=3)
+    rows = run(config, tmp_path / "out")
     seeds = Seeds(0)
     bank = [seeds.bank(i) for i in range(3)]
     assert sorted(seen) == sorted([*bank, seeds.retrain])
@@ -43,6 +48,12 @@ def test_the_bank_has_its_own_seeds_and_never_the_retrain_under_test(
     for row in rows:
         assert row["bank_n"] == 3 and row["bank_min"] > 0 and row["bank_seeds"] == bank
         assert all(0.0 <= row[key] <= 1.0 for key in BANK_COLUMNS)
+    dataset = load_dataset(config.data)
+    forget_set = load_forget_set(_folder(tmp_path / "out") / "forget_set.json", dataset)
+    store = Store(cache_root(config.runtime.cache_dir))
+    for seed in bank:  # each bank model is the Retrain any run with its seed would reuse
+        key = retrain_key(config, dataset, seed, forget_set, MethodConfig("retrain"))
+        assert store.path("retrain", key).is_file()
     assert len({row["rmia_a"] for row in rows}) == 1  # tuned once, on the original model
     assert 0.0 <= rows[0]["rmia_a"] <= 1.0
 
@@ -64,6 +75,11 @@ def test_the_bank_is_trained_once_and_reused_by_later_runs_with_other_methods(
         for key in BANK_COLUMNS:
             assert second[method][key] == first[method][key]
     assert "ga" in second
+
+
+def _folder(out):
+    """The run folder of the fixture's one forget set and seed."""
+    return out / "runs" / "none" / "random-25pct" / "seed0"
 
 
 def _forbidden(*_args, **_kwargs):

@@ -102,13 +102,15 @@ def _models(
     label: str,
 ) -> list[BankModel]:
     """One scored model of `method` per seed in `model_seeds`, each from its original (the
-    same one, or one per model) and cached under its key."""
+    same one, or one per model) and cached under its key: a Retrain's is that of any Retrain
+    with its seed (it uses no original), an unlearning run's also names its original."""
     models = []
     for index, (seed, original) in enumerate(zip(model_seeds, originals, strict=True)):
         name = f"{label} {index + 1}/{len(model_seeds)} s{seeds.seed}"
         model_context = dataclasses.replace(context, seed=seed, name=name)
         key = row_key(config, data.dataset, seeds, data.forget_set, method, seed)
-        key = cache_key("bank-model", key, original.meta.get("seed"))
+        if method.name != "retrain":
+            key = cache_key("from", key, original.meta.get("seed"))
         models.append(_bank_model(method, data, original, model_context, key))
     return models
 
