@@ -32,7 +32,13 @@ from medunlearn.metrics import evaluate_row
 from medunlearn.metrics.evaluation import RowEvaluation
 from medunlearn.metrics.gap import add_gaps
 from medunlearn.metrics.mia import AttackDone, MiaResult, PendingAttacks, save_inputs
-from medunlearn.metrics.privacy import BANK_ATTACKS, bank_attacks, tuned_rmia_a
+from medunlearn.metrics.privacy import (
+    BANK_ATTACKS,
+    Reference,
+    bank_attacks,
+    reference,
+    tuned_rmia_a,
+)
 from medunlearn.metrics.unlearning_tests import final_score, forgetting_score, ulira_held_out
 from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
@@ -76,17 +82,20 @@ class ForgetRun:
     seeds: Seeds
     folder: Path
     bank: list[BankModel] = field(default_factory=list)
+    reference: Reference | None = None
     rmia_a: float | None = None
 
     def row_path(self, method: MethodConfig) -> Path:
         """Where a method's row is kept."""
         return self.folder / f"{method.display_name}.json"
 
+    def model_key(self, method: MethodConfig) -> str:
+        """The key of a row's model (see `pipeline.row_key`)."""
+        return row_key(self.config, self.data.dataset, self.seeds, self.data.forget_set, method)
+
     def run_key(self, method: MethodConfig) -> str:
         """What a finished row must match to be reused: its model's key and the evaluation."""
-        config, data = self.config, self.data
-        key = row_key(config, data.dataset, self.seeds, data.forget_set, method)
-        return cache_key("row", key, config.evaluation)
+        return cache_key("row", self.model_key(method), self.config.evaluation)
 
 
 def _bank_columns(run: ForgetRun, method: MethodConfig, evaluation: RowEvaluation) -> dict:
@@ -94,14 +103,12 @@ def _bank_columns(run: ForgetRun, method: MethodConfig, evaluation: RowEvaluatio
 
     RMIA's `a`, unless configured, is tuned on the original model's row (the first one, its
     scores at hand) and kept in it, so later rows, and a resumed run, use the same value."""
-    if not run.bank:
+    if run.reference is None:
         return {}
-    bank = [model.scores for model in run.bank]
     forget = run.data.forget_index
-    run.rmia_a = run.config.evaluation.rmia_a if run.rmia_a is None else run.rmia_a
     if run.rmia_a is None and method.name == "original":
-        run.rmia_a = tuned_rmia_a(evaluation.scores, bank, forget)
-    bank_attacks(evaluation.scores, bank, forget, run.rmia_a, evaluation.privacy)
+        run.rmia_a = tuned_rmia_a(evaluation.scores, run.reference, forget)
+    bank_attacks(evaluation.scores, run.reference, forget, run.rmia_a, evaluation.privacy)
     columns = {k: v for k, v in evaluation.privacy.columns.items() if k.startswith(BANK_ATTACKS)}
     return {
         **columns,
@@ -163,8 +170,7 @@ def _run_row(method: MethodConfig, run: ForgetRun) -> dict:
     if method.name == "original":
         model, seconds = run.original.model, run.original.meta.get("seconds", 0.0)
     else:
-        model_key = row_key(run.config, data.dataset, seeds, data.forget_set, method)
-        model, seconds = run_method(method, data, run.original, context, model_key)
+        model, seconds = run_method(method, data, run.original, context, run.model_key(method))
     forget_set = data.forget_set
     checked = method.name in ("original", "retrain")  # their AUC intervals are checked
     evaluation = evaluate_row(
@@ -216,9 +222,13 @@ def run_forget_set(
     label = forget_set.spec["label"] = forget_config.display_name
     folder = out / "runs" / config.train.augment / label / f"seed{seeds.seed}"
     forget_set.save(folder / "forget_set.json")
-    run = ForgetRun(config, UnlearnData(dataset, forget_set), original, context, seeds, folder)
+    data = UnlearnData(dataset, forget_set)
+    run = ForgetRun(config, data, original, context, seeds, folder)
     methods = method_list(config)
-    run.bank = reference_bank(config, methods[1], run.data, original, context, seeds)
+    run.bank = reference_bank(config, methods[1], data, original, context, seeds)
+    if run.bank:
+        run.reference = reference([model.scores for model in run.bank], forget_set.forget_index)
+        run.rmia_a = config.evaluation.rmia_a
     rows = []
     with PendingAttacks(context.engine) as attacks:
         for method in methods:

@@ -11,6 +11,7 @@ from medunlearn.metrics.privacy import (
     bank_attacks,
     histogram,
     population_attacks,
+    reference,
     tuned_rmia_a,
 )
 from medunlearn.metrics.scores import SampleScores
@@ -43,7 +44,7 @@ def _model(rng, forget_shift: float = 0.0, difficulty=None) -> ModelScores:
 def world():
     rng = np.random.default_rng(0)
     difficulty = [rng.normal(0, 2, n) for n in (N_TRAIN, N_TEST, N_VAL)]
-    bank = [_model(rng, 0.0, difficulty) for _ in range(8)]
+    bank = reference([_model(rng, 0.0, difficulty) for _ in range(8)], FORGET)
     remembers = _model(rng, 1.5, difficulty)
     forgot = _model(rng, 0.0, difficulty)
     return bank, remembers, forgot

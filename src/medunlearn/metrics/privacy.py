@@ -132,28 +132,44 @@ def population_attacks(
     return result
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A bank's scores as the attacks read them, stacked once per forget set: phi and
+    true-class confidence on the forget rows then the test split (K x n), and confidence on
+    the validation split, RMIA's population (K x m)."""
+
+    phi: np.ndarray
+    confidence: np.ndarray
+    val_confidence: np.ndarray
+
+
+def reference(bank: Sequence[ModelScores], forget: torch.Tensor) -> Reference:
+    """The bank's stacked scores (every bank model is OUT for the forget and test samples)."""
+    scores = [_forget_and_test(model, forget) for model in bank]
+    return Reference(
+        np.stack([model.phi for model in scores]),
+        np.stack([model.confidence for model in scores]),
+        np.stack([_val(model).confidence for model in bank]),
+    )
+
+
 def bank_attacks(
     target: ModelScores,
-    bank: Sequence[ModelScores],
+    bank: Reference,
     forget: torch.Tensor,
     rmia_a: float,
     result: PrivacyResult,
 ) -> PrivacyResult:
-    """Offline LiRA and offline RMIA of one model against the bank (OUT for every forget and
-    test sample), forget vs test; RMIA's population samples are the validation split."""
+    """Offline LiRA and offline RMIA of one model against the bank, forget vs test; RMIA's
+    population samples are the validation split."""
     n_forget = len(forget)
     target_x = _forget_and_test(target, forget)
-    bank_x = [_forget_and_test(model, forget) for model in bank]
-    lira = lira_offline(target_x.phi, np.stack([model.phi for model in bank_x]))
+    lira = lira_offline(target_x.phi, bank.phi)
     result.add(
         "lira", lira[:n_forget], lira[n_forget:], roc_summary(lira[:n_forget], lira[n_forget:])
     )
     rmia = rmia_offline(
-        target_x.confidence,
-        np.stack([model.confidence for model in bank_x]),
-        _val(target).confidence,
-        np.stack([_val(model).confidence for model in bank]),
-        rmia_a,
+        target_x.confidence, bank.confidence, _val(target).confidence, bank.val_confidence, rmia_a
     )
     result.add(
         "rmia", rmia[:n_forget], rmia[n_forget:], roc_summary(rmia[:n_forget], rmia[n_forget:])
@@ -161,19 +177,18 @@ def bank_attacks(
     return result
 
 
-def tuned_rmia_a(original: ModelScores, bank: Sequence[ModelScores], forget: torch.Tensor) -> float:
+def tuned_rmia_a(original: ModelScores, bank: Reference, forget: torch.Tensor) -> float:
     """Offline RMIA's `a`, tuned as Zarifzadeh et al. tune it on a model whose members are
     known and whose references never trained on them: here the original model (its forget
     samples members, test samples not) against the bank, which trained on neither."""
     target_x = _forget_and_test(original, forget)
-    bank_x = [_forget_and_test(model, forget) for model in bank]
     is_member = np.arange(len(target_x.phi)) < len(forget)
     a, _ = tune_offline_a(
         target_x.confidence,
         is_member,
-        np.stack([model.confidence for model in bank_x]),
+        bank.confidence,
         _val(original).confidence,
-        np.stack([_val(model).confidence for model in bank]),
+        bank.val_confidence,
     )
     return a
 
