@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from medunlearn.metrics.stats import summarise
 from medunlearn.store import atomic_write
 
 if TYPE_CHECKING:
@@ -51,8 +54,8 @@ def seed_stat(rows: Sequence[dict], key: str) -> Stat:
     values = [float(r[key]) for r in rows if isinstance(r.get(key), int | float)]
     if not values:
         return Stat(None, None)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return Stat(statistics.fmean(values), std)
+    summary = summarise(np.array(values))
+    return Stat(summary.mean, summary.std)
 
 
 def _groups(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +103,8 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
             values = _numbers(members, key)
             if key in ("seed", "aug", "forget", "method") or not values:
                 continue
-            entry[key] = statistics.fmean(values)
-            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            stats = summarise_values(np.array(values))
+            entry[key], entry[f"{key}_std"] = stats.mean, stats.std or 0.0
         summary.append(entry)
     return summary
 
