@@ -110,13 +110,13 @@ def test_loss_is_the_authors_on_retain_and_forget_batches(
 
 def test_teacher_is_frozen_and_never_changes(original, unlearn_data, context, monkeypatch):
     teachers = []
-    real = scrub_module.frozen_teacher
+    real = scrub_module.frozen_copy
 
     def spy(model, engine):
         teachers.append(real(model, engine))
         return teachers[-1]
 
-    monkeypatch.setattr(scrub_module, "frozen_teacher", spy)
+    monkeypatch.setattr(scrub_module, "frozen_copy", spy)
     params = {**FAST, "epochs": 2, "msteps": 1}
     original.train()  # the teacher must be put in eval mode, whatever mode it came in
     model = unlearn(original, unlearn_data, MethodConfig("scrub", params), context).model

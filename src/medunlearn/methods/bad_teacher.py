@@ -10,8 +10,15 @@ from torch import nn
 
 from medunlearn.config import NON_NEGATIVE, POSITIVE, ConfigError, Interval, constrained
 from medunlearn.engine import Batch, LossFn
-from medunlearn.methods.base import Context, MethodParams, UnlearnData, fit_method, method_rows
-from medunlearn.methods.distillation import distill_kl, frozen_teacher, soft_targets
+from medunlearn.methods.base import (
+    Context,
+    MethodParams,
+    UnlearnData,
+    fit_method,
+    frozen_copy,
+    method_rows,
+)
+from medunlearn.methods.distillation import distill_kl, soft_targets
 from medunlearn.methods.registry import register
 from medunlearn.methods.retrain import fresh_model
 
@@ -70,8 +77,8 @@ def bad_teacher(
     if context.model_config is None:
         raise ConfigError("bad-teacher needs the model config to build its random teacher")
     engine = context.engine
-    incompetent = frozen_teacher(fresh_model(context, data), engine)
-    competent = frozen_teacher(model, engine)
+    incompetent = frozen_copy(fresh_model(context, data), engine)
+    competent = frozen_copy(model, engine)
     rows = torch.cat([data.forget_index, retain_subset(data, params.retain_fraction, context)])
     loss = bad_teacher_loss(competent, incompetent, data, params, context)
     batches = method_rows(data, rows, params, context)

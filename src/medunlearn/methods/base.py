@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -164,3 +165,11 @@ def fit_method(
     )
     context.earlier_seconds += result.resumed_seconds
     return result.model
+
+
+def frozen_copy(model: nn.Module, engine: Engine) -> nn.Module:
+    """A frozen copy of `model` on the engine's device, in eval mode: the teacher of the
+    distillation methods, the attacked original of Boundary Shrink."""
+    frozen = engine.prepare(copy.deepcopy(model)).eval()
+    frozen.requires_grad_(False)
+    return frozen

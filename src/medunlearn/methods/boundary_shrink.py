@@ -3,7 +3,6 @@ incorrect class, found by a bounded sign-gradient attack on a frozen copy of the
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +11,14 @@ from torch import nn
 
 from medunlearn.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, constrained
 from medunlearn.engine import Batch, Engine
-from medunlearn.methods.base import Context, MethodParams, UnlearnData, fit_method, method_rows
+from medunlearn.methods.base import (
+    Context,
+    MethodParams,
+    UnlearnData,
+    fit_method,
+    frozen_copy,
+    method_rows,
+)
 from medunlearn.methods.registry import register
 
 
@@ -88,7 +94,7 @@ def boundary_shrink(
     """Each forget batch (clean images) is trained with CE towards the neighbour labels that the
     attack on the original model gives for it; any forget set (class or random) is served."""
     engine = context.engine
-    frozen = engine.prepare(copy.deepcopy(model)).eval().requires_grad_(False)
+    frozen = frozen_copy(model, engine)
 
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         targets = neighbour_labels(frozen, batch.images, batch.labels, params, engine)

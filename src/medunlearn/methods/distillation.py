@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from medunlearn.engine import Engine
-
-
-def frozen_teacher(model: nn.Module, engine: Engine) -> nn.Module:
-    """A frozen copy of `model` on the engine's device, in eval mode as the authors' teachers."""
-    teacher = engine.prepare(copy.deepcopy(model)).eval()
-    teacher.requires_grad_(False)
-    return teacher
 
 
 @torch.no_grad()

@@ -14,8 +14,15 @@ from torch import nn
 
 from medunlearn.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, FieldError, constrained
 from medunlearn.engine import Batch, LossFn
-from medunlearn.methods.base import Context, MethodParams, UnlearnData, fit_method, method_rows
-from medunlearn.methods.distillation import distill_kl, frozen_teacher, soft_targets
+from medunlearn.methods.base import (
+    Context,
+    MethodParams,
+    UnlearnData,
+    fit_method,
+    frozen_copy,
+    method_rows,
+)
+from medunlearn.methods.distillation import distill_kl, soft_targets
 from medunlearn.methods.registry import register
 from medunlearn.training import EpochBatches, class_weights
 
@@ -90,6 +97,6 @@ def scrub_loss(
 @register("scrub", SCRUBParams, "teacher-student: away from the teacher on forget, near on retain")
 def scrub(model: nn.Module, data: UnlearnData, params: SCRUBParams, context: Context) -> nn.Module:
     """The student (the model) against a frozen copy of itself, the teacher, in one fit."""
-    teacher = frozen_teacher(model, context.engine)
+    teacher = frozen_copy(model, context.engine)
     loss = scrub_loss(teacher, data, params, context)
     return fit_method(model, params, context, scrub_batches(data, params, context), lambda *_: loss)
