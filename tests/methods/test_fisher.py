@@ -10,8 +10,9 @@ from medunlearn.config import ForgetConfig, MethodConfig
 from medunlearn.engine import Batch
 from medunlearn.forget import select_forget
 from medunlearn.methods import UnlearnData, unlearn
+from medunlearn.methods.base import sample_rows
 from medunlearn.methods.fisher import FisherParams, forgotten_classes
-from medunlearn.methods.importance import expected_fisher, sample_rows
+from medunlearn.methods.importance import expected_fisher
 
 HEAD = ("1.17.weight", "1.17.bias")  # the CNN's final linear layer
 

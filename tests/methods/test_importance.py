@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from medunlearn.engine import Batch
+from medunlearn.methods.base import sample_rows
 from medunlearn.methods.importance import (
     expected_fisher,
     flat_samples,
     gradient_sum,
     per_sample_gradients,
-    sample_rows,
     squared_gradients,
 )
 

@@ -17,6 +17,7 @@ from medunlearn.methods.base import (
     fit_method,
     frozen_copy,
     method_rows,
+    sample_rows,
 )
 from medunlearn.methods.distillation import distill_kl, soft_targets
 from medunlearn.methods.registry import register
@@ -35,14 +36,6 @@ class BadTeacherParams(MethodParams):
     weight_decay: float = constrained(0.0, NON_NEGATIVE)
     kl_temperature: float = constrained(1.0, POSITIVE)
     retain_fraction: float = constrained(0.3, Interval(0, 1, "right"))
-
-
-def retain_subset(data: UnlearnData, fraction: float, context: Context) -> torch.Tensor:
-    """A seeded random `fraction` of the retain rows (rounded down, as the authors' sample)."""
-    retain = data.retain_index
-    generator = context.engine.generator(context.seed)
-    order = torch.randperm(len(retain), generator=generator, device=generator.device).cpu()
-    return retain[order[: int(fraction * len(retain))]]
 
 
 def bad_teacher_loss(
@@ -79,7 +72,10 @@ def bad_teacher(
     engine = context.engine
     incompetent = frozen_copy(fresh_model(context, data), engine)
     competent = frozen_copy(model, engine)
-    rows = torch.cat([data.forget_index, retain_subset(data, params.retain_fraction, context)])
+    retain = data.retain_index
+    generator = engine.generator(context.seed)  # a random fraction, rounded down as theirs
+    subset = sample_rows(retain, int(params.retain_fraction * len(retain)), generator)
+    rows = torch.cat([data.forget_index, subset])
     loss = bad_teacher_loss(competent, incompetent, data, params, context)
     batches = method_rows(data, rows, params, context)
     return fit_method(model, params, context, batches, lambda *_: loss)

@@ -173,3 +173,11 @@ def frozen_copy(model: nn.Module, engine: Engine) -> nn.Module:
     frozen = engine.prepare(copy.deepcopy(model)).eval()
     frozen.requires_grad_(False)
     return frozen
+
+
+def sample_rows(rows: torch.Tensor, limit: int | None, generator: torch.Generator) -> torch.Tensor:
+    """At most `limit` of the rows, drawn at random; all of them when they fit (or no limit)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    order = torch.randperm(len(rows), generator=generator, device=generator.device)
+    return rows[order[:limit].cpu()]

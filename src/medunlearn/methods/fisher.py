@@ -20,12 +20,11 @@ import torch
 from torch import nn
 
 from medunlearn.config import AT_LEAST_ONE, POSITIVE, AugMode, ConfigError, constrained
-from medunlearn.methods.base import Context, UnlearnData
+from medunlearn.methods.base import Context, UnlearnData, sample_rows
 from medunlearn.methods.importance import (
     ImportanceParams,
     expected_fisher,
     row_batches,
-    sample_rows,
     trainable,
 )
 from medunlearn.methods.registry import register

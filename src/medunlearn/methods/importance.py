@@ -51,14 +51,6 @@ def row_batches(
     return context.engine.batches(data.dataset.train, rows, params.batch_size, generator, augment)
 
 
-def sample_rows(rows: torch.Tensor, limit: int | None, generator: torch.Generator) -> torch.Tensor:
-    """At most `limit` of the rows, drawn at random; all of them when they fit (or no limit)."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    order = torch.randperm(len(rows), generator=generator, device=generator.device)
-    return rows[order[:limit].cpu()]
-
-
 def squared_gradients(model: nn.Module, batches: Iterable[Batch], engine: Engine) -> Grads:
     """SSD's importance: the squared gradient of each batch's mean cross-entropy, summed over the
     batches and divided by their number (a mean over batches, not over samples)."""

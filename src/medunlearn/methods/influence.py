@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from medunlearn.config import AT_LEAST_ONE, POSITIVE, ConfigError, constrained
-from medunlearn.methods.base import Context, UnlearnData
+from medunlearn.methods.base import Context, UnlearnData, sample_rows
 from medunlearn.methods.importance import (
     ImportanceParams,
     flat_samples,
@@ -25,7 +25,6 @@ from medunlearn.methods.importance import (
     n_parameters,
     per_sample_gradients,
     row_batches,
-    sample_rows,
     trainable,
 )
 from medunlearn.methods.registry import register
