@@ -8,6 +8,7 @@ It never holds the Retrain under test: its seeds are the bank's own (`Seeds.bank
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,9 +123,12 @@ def reference_bank(
     original: TrainedModel,
     context: Context,
     seeds: Seeds,
+    indices: Sequence[int] | None = None,
 ) -> list[BankModel]:
-    """The K = `config.evaluation.bank` reference Retrains of this forget set, trained once."""
-    bank_seeds = [seeds.bank(index) for index in range(config.evaluation.bank)]
+    """The K = `config.evaluation.bank` reference Retrains of this forget set (or those of
+    `indices`: one job of a study trains one), trained once."""
+    indices = range(config.evaluation.bank) if indices is None else indices
+    bank_seeds = [seeds.bank(index) for index in indices]
     originals = [original] * len(bank_seeds)  # a Retrain never uses it
     return _models(config, retrain, data, originals, context, seeds, bank_seeds, "bank")
 

@@ -93,12 +93,19 @@ def keep_freed_memory() -> bool:
     return bool(trimmed and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
+def _env_threads() -> int | None:
+    """The thread count OMP_NUM_THREADS asks for (a Ray task's cores), if it is a number."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def configure_process(runtime: RuntimeConfig) -> None:
     """Process-wide settings for the work a runtime config describes, set once by the CLI and
-    `run`: on the CPU one thread per usable core and glibc's malloc thresholds pinned; on CUDA
+    `run`: on the CPU `runtime.threads` threads, else OMP_NUM_THREADS (a Ray job's cores), else
+    one per usable core, and glibc's malloc thresholds pinned; on CUDA
     cuDNN's autotuner and TF32 matmuls."""
     if resolve_device(runtime.device).type == "cpu":
-        torch.set_num_threads(runtime.threads or usable_cores())
+        torch.set_num_threads(runtime.threads or _env_threads() or usable_cores())
         keep_freed_memory()
     else:
         torch.backends.cudnn.benchmark = True

@@ -6,8 +6,10 @@ This module plans and orders the work only: checkpoints and cache keys live in `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from medunlearn.config import (
 )
 from medunlearn.data import Dataset, load_dataset
 from medunlearn.engine import Engine, configure_process
-from medunlearn.forget import select_forget
+from medunlearn.executor import Executor, Job, make_executor, run_jobs
+from medunlearn.forget import check_forget, select_forget
 from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params
 from medunlearn.metrics import evaluate_row
@@ -42,7 +45,7 @@ from medunlearn.metrics.privacy import (
 from medunlearn.metrics.unlearning_tests import final_score, forgetting_score, ulira_held_out
 from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
 from medunlearn.progress import Progress
-from medunlearn.report import write_results
+from medunlearn.report import csv_text, write_results
 from medunlearn.seeds import Seeds
 from medunlearn.store import (
     Store,
@@ -204,42 +207,132 @@ def method_list(config: ExperimentConfig) -> list[MethodConfig]:
     return [MethodConfig("original"), retrain, *methods]
 
 
-def run_forget_set(
+def forget_run(
     config: ExperimentConfig,
     forget_config: ForgetConfig,
     dataset: Dataset,
     original: TrainedModel,
     context: Context,
     out: Path,
-) -> list[dict]:
-    """Rows of every method for one forget spec and seed; saves the forget set beside them.
+    bank: Sequence[int] | None = None,
+) -> ForgetRun:
+    """What the rows of one forget spec and seed share; saves the forget set in their folder.
 
-    The reference bank (when configured) is trained or read first; the rows' SVC attacks are
-    fitted by `PendingAttacks`.
-    """
+    The reference bank (when configured) is trained or read first: all of it, or the models
+    of `bank` (one job of a study trains one)."""
     seeds = Seeds(context.seed)
-    forget_set = select_forget(dataset, forget_config, seeds.forget)
+    forget_set = select_forget(dataset, forget_config, seeds.forget, original.difficulty)
     label = forget_set.spec["label"] = forget_config.display_name
     folder = out / "runs" / config.train.augment / label / f"seed{seeds.seed}"
     forget_set.save(folder / "forget_set.json")
     data = UnlearnData(dataset, forget_set)
     run = ForgetRun(config, data, original, context, seeds, folder)
-    methods = method_list(config)
-    run.bank = reference_bank(config, methods[1], data, original, context, seeds)
-    if run.bank:
+    retrain = method_list(config)[1]
+    run.bank = reference_bank(config, retrain, data, original, context, seeds, bank)
+    if run.bank and bank is None:
         run.reference = reference([model.scores for model in run.bank], forget_set.forget_index)
         run.rmia_a = config.evaluation.rmia_a
+    return run
+
+
+def _rows(run: ForgetRun, methods: Sequence[MethodConfig]) -> list[dict]:
+    """The rows of `methods` (the original model's first: RMIA's `a` is tuned on it), each
+    read back when done earlier, with its MIA pending when new."""
     rows = []
-    with PendingAttacks(context.engine) as attacks:
-        for method in methods:
-            rows.append(_run_row(method, run))
-            run.rmia_a = rows[0].get("rmia_a", run.rmia_a)
-            if rows[-1]["mia"] is None:
-                attacks.add(
-                    _mia_path(run.row_path(method)), _complete_row(run.row_path(method), rows[-1])
-                )
+    for method in methods:
+        rows.append(_run_row(method, run))
+        run.rmia_a = rows[0].get("rmia_a", run.rmia_a)
+    return rows
+
+
+def run_forget_set(run: ForgetRun) -> list[dict]:
+    """Every method's row of one forget set, with its SVC attack: the rows still pending are
+    fitted together by `PendingAttacks`, after the trainings."""
+    methods = method_list(run.config)
+    rows = _rows(run, methods)
+    with PendingAttacks(run.context.engine) as attacks:
+        for method, row in zip(methods, rows, strict=True):
+            if row["mia"] is None:
+                path = run.row_path(method)
+                attacks.add(_mia_path(path), _complete_row(path, row))
         attacks.finish()
     return rows
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one job of an experiment computes: the original model of a scenario and seed, one
+    bank model of a forget set, one method's row (its attack pending), or a forget set's
+    finished rows (their attacks fitted). Indices point into `scenarios`, `config.forget`,
+    the bank and `method_list`."""
+
+    scenario: int
+    seed: int
+    forget: int | None = None
+    bank: int | None = None
+    method: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """What the job does, for the study's ETA."""
+        if self.forget is None:
+            return "original"
+        if self.bank is not None:
+            return "bank"
+        return "row" if self.method is not None else "attacks"
+
+
+def run_step(
+    config: ExperimentConfig, out: Path, step: Step, progress: Progress | None = None
+) -> list[dict] | None:
+    """Do one step of an experiment in this process, reading what earlier steps cached; the
+    rows for the forget-set step, else None."""
+    scenario = scenarios(config)[step.scenario]
+    engine, dataset, store = prepare_run(scenario, progress)
+    original = train_original(scenario, dataset, engine, store, Seeds(step.seed).train)
+    if step.forget is None:
+        return None
+    context = Context(engine, step.seed, scenario.train, scenario.model, store)
+    forget_config = scenario.forget[step.forget]
+    bank = None if step.bank is None else [step.bank]
+    run = forget_run(scenario, forget_config, dataset, original, context, out, bank)
+    if step.bank is not None:
+        return None
+    if step.method is not None:
+        methods = method_list(scenario)
+        _rows(run, methods[:1] + methods[step.method : step.method + 1])
+        return None
+    return run_forget_set(run)
+
+
+def plan(config: ExperimentConfig, out: Path) -> list[Job]:
+    """The jobs of an experiment, each after the jobs it needs: per scenario and seed the
+    original; per forget set its bank models, the original model's row (RMIA's `a` is tuned
+    on it against the bank), every other row, then the forget set's attacks and rows."""
+    jobs: list[Job] = []
+
+    def add(step: Step, name: str, needs: list[str]) -> str:
+        jobs.append(Job(name, step.kind, run_step, (config, out, step), tuple(needs)))
+        return name
+
+    for a, scenario in enumerate(scenarios(config)):
+        prefix = f"{scenario.train.augment} " if config.augmentations else ""
+        methods = method_list(scenario)
+        for seed in scenario.seeds:
+            original = add(Step(a, seed), f"{prefix}original s{seed}", [])
+            for f, forget_config in enumerate(scenario.forget):
+                where = f"{prefix}{forget_config.display_name} s{seed}"
+                banks = [
+                    add(Step(a, seed, f, bank=i), f"{where} bank {i + 1}", [original])
+                    for i in range(scenario.evaluation.bank)
+                ]
+                first = add(Step(a, seed, f, method=0), f"{where} original", banks or [original])
+                rows = [first] + [
+                    add(Step(a, seed, f, method=m), f"{where} {method.display_name}", [first])
+                    for m, method in enumerate(methods[1:], start=1)
+                ]
+                add(Step(a, seed, f), f"{where} attacks", rows)
+    return jobs
 
 
 def with_augment(config: ExperimentConfig, mode: str) -> ExperimentConfig:
@@ -293,7 +386,7 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
         raise ConfigError("seeds is empty: give at least one seed, e.g. [0]")
     _validate_evaluation(config.evaluation)
     for forget_config in config.forget:
-        select_forget(dataset, forget_config, config.seeds[0])
+        check_forget(dataset, forget_config, config.seeds[0])
 
 
 def prepare_run(
@@ -306,26 +399,39 @@ def prepare_run(
     return engine, dataset, Store(cache_root(config.runtime.cache_dir))
 
 
-def run(config: ExperimentConfig, out: str | Path, progress: Progress | None = None) -> list[dict]:
+def run(
+    config: ExperimentConfig,
+    out: str | Path,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> list[dict]:
     """Run a whole experiment into folder `out`: config.yaml, per-run JSON, results.csv, report.md.
 
-    Finished runs are skipped when the command is repeated, so an interrupted run resumes.
+    Its jobs run on `executor` (default: the one `runtime.executor` names); each forget set's
+    rows are added to results.csv as they land. Finished runs are skipped when the command is
+    repeated, so an interrupted run resumes.
     """
     out = Path(out)
-    engine, dataset, store = prepare_run(config, progress)
+    engine, dataset, _ = prepare_run(config, progress)
     validate(config, dataset)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
     engine.progress.log(f"data: {dataset.describe()}")
-    rows: list[dict] = []
-    for scenario in scenarios(config):
-        for seed in scenario.seeds:
-            original = train_original(scenario, dataset, engine, store, Seeds(seed).train)
-            for forget_config in scenario.forget:
-                context = Context(engine, seed, scenario.train, scenario.model, store)
-                rows += run_forget_set(scenario, forget_config, dataset, original, context, out)
-    add_gaps(rows)
+    landed: dict[int, list[dict]] = {}
+    with contextlib.closing(executor or make_executor(config.runtime)) as runner:
+        for job in run_jobs(runner, plan(config, out), engine.progress):
+            if job.result is not None:
+                landed[job.index] = job.result
+                atomic_write_text(out / "results.csv", csv_text(_ordered(landed)))
+    rows = _ordered(landed)
     write_results(out, rows, config)
+    return rows
+
+
+def _ordered(landed: dict[int, list[dict]]) -> list[dict]:
+    """The rows landed so far in plan order, with their gaps to Retrain."""
+    rows = [row for index in sorted(landed) for row in landed[index]]
+    add_gaps(rows)
     return rows
 
 

@@ -22,6 +22,8 @@ class Task(Protocol):
 
     def advance(self, steps: int = 1) -> None: ...
 
+    def describe(self, description: str) -> None: ...
+
 
 class Progress(Protocol):
     """Where long work reports its steps and messages."""
@@ -34,6 +36,9 @@ class Progress(Protocol):
 class _NullTask:
     def advance(self, steps: int = 1) -> None:
         """Ignore the step."""
+
+    def describe(self, description: str) -> None:
+        """Ignore the description."""
 
 
 class NullProgress:
@@ -55,6 +60,10 @@ class _RichTask:
     def advance(self, steps: int = 1) -> None:
         """Move the bar on."""
         self.bars.advance(self.task_id, steps)
+
+    def describe(self, description: str) -> None:
+        """Change the bar's description."""
+        self.bars.update(self.task_id, description=description)
 
 
 class RichProgress:
@@ -91,3 +100,38 @@ class RichProgress:
     def log(self, message: str) -> None:
         """A line above the bars."""
         self.bars.console.print(message)
+
+
+class StudyView:
+    """Where a whole study stands: jobs done, running and left, and an ETA from the finished
+    jobs' wall times (by kind: an original's training takes longer than a row's), shared out
+    over the executor's workers."""
+
+    def __init__(self, kinds: list[str], workers: int) -> None:
+        self.left = list(kinds)
+        self.workers = max(1, workers)
+        self.times: dict[str, list[float]] = {}
+        self.done = 0
+
+    def landed(self, kind: str, seconds: float) -> None:
+        """A job of `kind` finished after `seconds`."""
+        self.left.remove(kind)
+        self.times.setdefault(kind, []).append(seconds)
+        self.done += 1
+
+    def eta(self) -> float | None:
+        """Seconds until the study ends, or None before any job of a kind still left finished
+        (an unknown kind takes the mean of all finished jobs)."""
+        every = [t for times in self.times.values() for t in times]
+        if not every:
+            return None
+        mean = {kind: sum(times) / len(times) for kind, times in self.times.items()}
+        overall = sum(every) / len(every)
+        return sum(mean.get(kind, overall) for kind in self.left) / self.workers
+
+    def describe(self, running: int) -> str:
+        """`study: 12/40 done, 2 running, 26 waiting, ETA 14.2 min`."""
+        eta = self.eta()
+        waiting = len(self.left) - running
+        text = f"study: {self.done}/{self.done + len(self.left)} done, {running} running, "
+        return text + f"{waiting} waiting, ETA {'?' if eta is None else f'{eta / 60:.1f} min'}"
