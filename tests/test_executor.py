@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 
 from medunlearn import experiment
-from medunlearn.config import ConfigError, ForgetConfig, MethodConfig, RuntimeConfig
+from medunlearn.config import ForgetConfig, MethodConfig, MissingExtra, RuntimeConfig
 from medunlearn.executor import Job, SequentialExecutor, make_executor, run_jobs
 from medunlearn.progress import NullProgress, StudyView
 
@@ -44,7 +44,7 @@ def test_study_eta_uses_each_kinds_mean_time_over_the_workers():
 
 @pytest.mark.skipif(HAS_RAY, reason="Ray is installed")
 def test_ray_executor_without_ray_says_how_to_install_it():
-    with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install -e '\.\[ray\]'"):
         make_executor(RuntimeConfig(executor="ray"))
 
 
@@ -70,4 +70,6 @@ def test_ray_and_sequential_executors_give_the_same_results_csv(make_config, tmp
     finally:
         executor.close()
     assert len(ray_rows) == len(sequential) == 2 * 2 * 3
-    assert _table(tmp_path / "ray" / "results.csv") == _table(tmp_path / "sequential" / "results.csv")
+    assert _table(tmp_path / "ray" / "results.csv") == _table(
+        tmp_path / "sequential" / "results.csv"
+    )

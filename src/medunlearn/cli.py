@@ -74,16 +74,69 @@ def run(
     set_: SetOpt = None,
     data_root: DataRootOpt = None,
     cache: CacheOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Run an experiment: original model, Retrain, each method, metrics and report."""
     from medunlearn.experiment import run as run_experiment
 
     with _user_errors():
-        resolved = _config(config, set_, data_root, cache)
+        extra = _runtime_overrides(executor, address)
+        resolved = _config(config, [*(set_ or []), *extra], data_root, cache)
         with RichProgress(errors) as progress:
             rows = run_experiment(resolved, out, progress)
     _print_tables(rows)
     console.print(f"results: {out / 'results.csv'}, {out / 'report.md'}")
+
+
+ExecutorOpt = Annotated[
+    str | None, typer.Option("--executor", help="sequential, or ray (the ray extra)")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster to submit to (ray://host:10001); implies ray"),
+]
+
+
+def _runtime_overrides(executor: str | None, address: str | None) -> list[str]:
+    """--set pairs for the executor options (an address means the Ray executor)."""
+    extra = [f"runtime.executor={executor}"] if executor else []
+    if address:
+        extra += [f"runtime.address={address}", "runtime.executor=ray"]
+    return extra
+
+
+@app.command()
+def tune(
+    config: ConfigArg = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method", "-m", help="method to tune (repeat for several; default: tune.method)"
+        ),
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="trials per method (tune.trials)")] = None,
+    out: OutOpt = Path("runs/tune"),
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Tune a method's params against Retrain (Optuna), then evaluate them on held-out seeds."""
+    with _user_errors():
+        from medunlearn.tuning import tune_methods
+
+        extra = _runtime_overrides(executor, address)
+        extra += [f"tune.trials={trials}"] if trials is not None else []
+        resolved = _config(config, [*(set_ or []), *extra], data_root, cache)
+        with RichProgress(errors) as progress:
+            summaries = tune_methods(resolved, out, method or [None], progress)
+    for summary in summaries:
+        console.print(
+            f"{summary['method']}: best {summary['best_params']}, cost {summary['cost']['tune_min']:.1f} min"
+        )
+    console.print(f"results: {out}")
 
 
 @app.command()

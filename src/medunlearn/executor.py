@@ -4,13 +4,14 @@ memory, so either executor gives the same results."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from medunlearn.config import ConfigError, RuntimeConfig
+from medunlearn.config import MissingExtra, RuntimeConfig
 from medunlearn.engine import usable_cores
 from medunlearn.progress import NullProgress, Progress, StudyView
 
@@ -81,11 +82,11 @@ class SequentialExecutor:
 
 
 def _ray():
-    """The ray module, or a ConfigError saying how to install it."""
+    """The ray module, or an error saying how to install it."""
     try:
         import ray
     except ImportError:
-        raise ConfigError(
+        raise MissingExtra(
             "runtime.executor is 'ray' but Ray is not installed: pip install -e '.[ray]'"
         ) from None
     return ray
@@ -161,11 +162,28 @@ def make_executor(runtime: RuntimeConfig) -> Executor:
     return RayExecutor(runtime) if runtime.executor == "ray" else SequentialExecutor()
 
 
-def run_jobs(executor: Executor, jobs: list[Job], progress: Progress) -> Iterator[Landed]:
+@contextlib.contextmanager
+def executor_for(runtime: RuntimeConfig, given: Executor | None = None) -> Iterator[Executor]:
+    """The caller's executor, or one made from the runtime config and closed at the end."""
+    if given is not None:
+        yield given
+        return
+    made = make_executor(runtime)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def run_jobs(
+    executor: Executor, jobs: list[Job], progress: Progress, view: StudyView | None = None
+) -> Iterator[Landed]:
     """Run a plan on an executor with one view of the whole study (a bar with jobs done,
-    running and waiting and an ETA, and a line per finished job); yields each job as it lands."""
-    view = StudyView([job.kind for job in jobs], executor.workers)
-    with progress.task(view.describe(0), len(jobs)) as bar:
+    running and waiting and an ETA, and a line per finished job); yields each job as it lands.
+    A study run as several plans (a search's batches of trials) passes its one `view`."""
+    view = view or StudyView([job.kind for job in jobs], executor.workers)
+    with progress.task(view.describe(0), view.done + len(view.left)) as bar:
+        bar.advance(view.done)
         for landed in executor.run(jobs, progress):
             view.landed(landed.job.kind, landed.seconds)
             bar.advance()

@@ -6,7 +6,6 @@ This module plans and orders the work only: checkpoints and cache keys live in `
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from medunlearn.config import (
 )
 from medunlearn.data import Dataset, load_dataset
 from medunlearn.engine import Engine, configure_process
-from medunlearn.executor import Executor, Job, make_executor, run_jobs
+from medunlearn.executor import Executor, Job, executor_for, run_jobs
 from medunlearn.forget import check_forget, select_forget
 from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params
@@ -418,7 +417,7 @@ def run(
     atomic_write_text(out / "config.yaml", dump_config(config))
     engine.progress.log(f"data: {dataset.describe()}")
     landed: dict[int, list[dict]] = {}
-    with contextlib.closing(executor or make_executor(config.runtime)) as runner:
+    with executor_for(config.runtime, executor) as runner:
         for job in run_jobs(runner, plan(config, out), engine.progress):
             if job.result is not None:
                 landed[job.index] = job.result
