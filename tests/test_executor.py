@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 
 from medunlearn import experiment
-from medunlearn.config import ForgetConfig, MethodConfig, MissingExtra, RuntimeConfig
+from medunlearn.config import ConfigError, ForgetConfig, MethodConfig, MissingExtra, RuntimeConfig
 from medunlearn.executor import Job, SequentialExecutor, make_executor, run_jobs
 from medunlearn.progress import NullProgress, StudyView
 
@@ -73,3 +73,9 @@ def test_ray_and_sequential_executors_give_the_same_results_csv(make_config, tmp
     assert _table(tmp_path / "ray" / "results.csv") == _table(
         tmp_path / "sequential" / "results.csv"
     )
+
+
+def test_ray_jobs_threads_must_match_their_cores():
+    with pytest.raises(ConfigError, match="job_cpus"):
+        RuntimeConfig(executor="ray", threads=2, job_cpus=1)
+    assert RuntimeConfig(executor="ray", threads=2, job_cpus=2).job_cpus == 2

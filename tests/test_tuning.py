@@ -2,6 +2,7 @@
 Retrain, held-out evaluation, and a study killed inside a trial that resumes to the same rows."""
 
 import csv
+import importlib.util
 import math
 import os
 import signal
@@ -198,3 +199,45 @@ def test_a_study_killed_inside_a_trial_resumes_with_identical_rows(make_config, 
     ]
     assert best[0]["methods"] == best[1]["methods"]
     assert not list((cache / "trials").glob("*.partial.json"))
+
+
+def test_cli_tune_of_an_unknown_method_is_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from medunlearn.cli import app
+
+    result = CliRunner().invoke(app, ["tune", "--method", "nosuch", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "unknown method" in result.output.lower() and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_tune_refuses_retrain_and_a_missing_method(tmp_path):
+    from typer.testing import CliRunner
+
+    from medunlearn.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["tune", "--method", "retrain", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "nothing to tune" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray is not installed: pip install -e '.[ray]'"
+)
+def test_a_search_on_ray_with_trials_side_by_side_is_the_sequential_search(make_config, tmp_path):
+    from medunlearn.executor import make_executor
+
+    config = _tune_config(make_config, parallel=2)
+    sequential = tuning.tune(config, tmp_path / "sequential")
+    config.runtime.cache_dir = str(tmp_path / "ray-cache")  # nothing shared with the first run
+    config.runtime.executor = "ray"
+    executor = make_executor(config.runtime)
+    try:
+        on_ray = tuning.tune(config, tmp_path / "ray", executor=executor)
+    finally:
+        executor.close()
+    ray_rows = _rows(tmp_path / "ray" / "trials.csv")
+    assert ray_rows == _rows(tmp_path / "sequential" / "trials.csv")
+    assert on_ray["best_params"] == sequential["best_params"]
