@@ -154,6 +154,12 @@ def test_a_bank_that_cannot_serve_its_attacks_is_refused_before_anything_is_writ
     assert not (tmp_path / "out").exists()
 
 
+def _originals(cache):
+    """The cached original models' checkpoints (their difficulty files beside them aside)."""
+    files = (cache / "original").glob("*.safetensors")
+    return [path for path in files if not path.name.endswith(".difficulty.safetensors")]
+
+
 def test_shadow_pipelines_start_each_repeat_from_an_original_of_its_own(make_config, tmp_path):
     """U-LiRA's pipelines (train with the forget set, then unlearn it): one original per repeat
     seed, trained once and shared by every method."""
@@ -161,10 +167,10 @@ def test_shadow_pipelines_start_each_repeat_from_an_original_of_its_own(make_con
     config = make_config(methods)
     config = _with_evaluation(config, bank=3, repeats=3, shadow_originals=True)
     rows = {r["method"]: r for r in run(config, tmp_path / "out")}
-    originals = list((tmp_path / "cache" / "original").glob("*.safetensors"))
+    originals = _originals(tmp_path / "cache")
     assert len(originals) == 1 + 3
     assert 0.0 <= rows["ga"]["ulira_acc"] <= 1.0
     plain = {r["method"]: r for r in run(replace(config, evaluation=EvaluationConfig(
         bank=3, repeats=3)), tmp_path / "plain")}  # fmt: skip
     assert plain["ft"]["forget_quality"] is not None
-    assert len(list((tmp_path / "cache" / "original").glob("*.safetensors"))) == 4
+    assert len(_originals(tmp_path / "cache")) == 4
