@@ -39,6 +39,13 @@ SetOpt = Annotated[
 DataRootOpt = Annotated[str | None, typer.Option("--data-root", help="folder of the npz files")]
 CacheOpt = Annotated[str | None, typer.Option("--cache", help="cache folder for trained models")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda")]
+ExecutorOpt = Annotated[
+    str | None, typer.Option("--executor", help="sequential, or ray (the ray extra)")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster to submit to (ray://host:10001); implies ray"),
+]
 
 
 @contextlib.contextmanager
@@ -52,10 +59,20 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from error
 
 
-def _config(config: Path | None, overrides: list[str] | None, data_root, cache):
-    """The resolved experiment config: file or default, then --set, --data-root, --cache."""
+def _config(
+    config: Path | None,
+    overrides: list[str] | None,
+    data_root: str | None,
+    cache: str | None,
+    executor: str | None = None,
+    address: str | None = None,
+):
+    """The resolved experiment config: file or default, then --set, --data-root, --cache and
+    the executor options (an address means the Ray executor)."""
     extra = [f"data.root={data_root}"] if data_root else []
     extra += [f"runtime.cache_dir={cache}"] if cache else []
+    extra += [f"runtime.executor={executor}"] if executor else []
+    extra += [f"runtime.address={address}", "runtime.executor=ray"] if address else []
     return load_config(config, [*(overrides or []), *extra])
 
 
@@ -81,29 +98,11 @@ def run(
     from medunlearn.experiment import run as run_experiment
 
     with _user_errors():
-        extra = _runtime_overrides(executor, address)
-        resolved = _config(config, [*(set_ or []), *extra], data_root, cache)
+        resolved = _config(config, set_, data_root, cache, executor, address)
         with RichProgress(errors) as progress:
             rows = run_experiment(resolved, out, progress)
     _print_tables(rows)
     console.print(f"results: {out / 'results.csv'}, {out / 'report.md'}")
-
-
-ExecutorOpt = Annotated[
-    str | None, typer.Option("--executor", help="sequential, or ray (the ray extra)")
-]
-AddressOpt = Annotated[
-    str | None,
-    typer.Option("--address", help="Ray cluster to submit to (ray://host:10001); implies ray"),
-]
-
-
-def _runtime_overrides(executor: str | None, address: str | None) -> list[str]:
-    """--set pairs for the executor options (an address means the Ray executor)."""
-    extra = [f"runtime.executor={executor}"] if executor else []
-    if address:
-        extra += [f"runtime.address={address}", "runtime.executor=ray"]
-    return extra
 
 
 @app.command()
@@ -127,9 +126,8 @@ def tune(
     with _user_errors():
         from medunlearn.tuning import tune_methods
 
-        extra = _runtime_overrides(executor, address)
-        extra += [f"tune.trials={trials}"] if trials is not None else []
-        resolved = _config(config, [*(set_ or []), *extra], data_root, cache)
+        extra = [f"tune.trials={trials}"] if trials is not None else []
+        resolved = _config(config, [*(set_ or []), *extra], data_root, cache, executor, address)
         with RichProgress(errors) as progress:
             summaries = tune_methods(resolved, out, method or [None], progress)
     for summary in summaries:
