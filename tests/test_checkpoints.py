@@ -5,11 +5,13 @@ import os
 import pickle
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
-from medunlearn.checkpoints import load_model, weights_key
+from medunlearn.checkpoints import TrainedModel, difficulty_path, load_model, weights_key
 from medunlearn.config import ModelConfig
+from medunlearn.data.medmnist import load_medmnist
 from medunlearn.models import ModelError, build_model, model_meta
 from medunlearn.store import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 
@@ -134,3 +136,30 @@ def test_every_setting_that_changes_the_weights_is_in_their_key(make_config, blo
     # where the files are and how inference is chunked do not change the weights
     elsewhere = replace(config, runtime=replace(config.runtime, cache_dir="x", eval_batch_size=7))
     assert weights_key("original", elsewhere, blood, 0) == key
+
+
+def _trained(blood, difficulty):
+    """An original model of the fixture with a difficulty (or None)."""
+    model = build_model(CNN, blood.channels, blood.n_classes)
+    meta = {"model": model_meta(CNN, blood.channels, blood.n_classes),
+            "data_fingerprint": blood.fingerprint}  # fmt: skip
+    return TrainedModel(model, meta, difficulty)
+
+
+def test_the_difficulty_is_saved_beside_the_checkpoint_and_read_back(tmp_path, blood):
+    difficulty = np.linspace(0, 3, len(blood.train), dtype=np.float32)
+    path = tmp_path / "model.safetensors"
+    _trained(blood, difficulty).save(path)
+    assert difficulty_path(path) == tmp_path / "model.difficulty.safetensors"
+    assert np.array_equal(load_model(path, CNN, blood).difficulty, difficulty)
+    _trained(blood, None).save(path)  # saved again without: no stale difficulty is left
+    assert not difficulty_path(path).exists()
+    assert load_model(path, CNN, blood).difficulty is None
+
+
+def test_a_difficulty_of_other_data_is_not_read(tmp_path, blood, write_npz):
+    path = tmp_path / "model.safetensors"
+    _trained(blood, np.ones(len(blood.train), dtype=np.float32)).save(path)
+    other_root = write_npz("bloodmnist", 64, 24, 24, seed=5, folder=tmp_path / "other").parent
+    other = load_medmnist("bloodmnist", 28, root=other_root, download=False)
+    assert load_model(path, CNN, other).difficulty is None

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -405,3 +406,26 @@ def test_the_cache_folder_also_holds_the_memory_mapped_data(make_config, tmp_pat
     experiment.run(config, tmp_path / "out")
     assert (Path(config.runtime.cache_dir) / "arrays" / "bloodmnist_28").is_dir()
     assert not (tmp_path / "env-cache" / "arrays").exists()  # $MEDUNLEARN_CACHE not used
+
+
+def test_easy_and_hard_forget_sets_come_from_the_originals_difficulty(make_config, tmp_path):
+    """Checked before anything trains; drawn from the ends of the original model's ranking;
+    reported in the easy / random / hard table and figure."""
+    config = make_config([MethodConfig("retrain")], epochs=2)
+    config.forget = [ForgetConfig(mode=mode, fraction=0.25, pool=0.5)
+                     for mode in ("easy", "random", "hard")]  # fmt: skip
+    dataset = load_dataset(config.data)
+    experiment.validate(config, dataset)  # no difficulty yet: the specs are checked all the same
+    out = tmp_path / "out"
+    rows = experiment.run(config, out)
+    store, engine = Store(cache_root(config.runtime.cache_dir)), Engine(config.runtime)
+    difficulty = pipeline.train_original(config, dataset, engine, store, 0).difficulty
+    ranked = np.argsort(difficulty)
+    folders = {p.parent.parent.name: p for p in (out / "runs").rglob("forget_set.json")}
+    easy, hard = (load_forget_set(folders[f"{m}-25pct-pool50"], dataset).forget_ids
+                  for m in ("easy", "hard"))  # fmt: skip
+    assert set(easy) <= set(ranked[:32]) and set(hard) <= set(ranked[32:])
+    assert difficulty[easy].mean() < difficulty[hard].mean()
+    assert {r["forget"] for r in rows} == {"easy-25pct-pool50", "random-25pct", "hard-25pct-pool50"}
+    assert "easy / random / hard forget sets of 25%" in (out / "report.md").read_text()
+    assert (out / "forget_kinds.png").is_file() and (out / "subgroups.png").is_file()

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from medunlearn.figures import clinical_figure, seed_stat
+from medunlearn.config import ForgetConfig
+from medunlearn.figures import (
+    clinical_figure,
+    forget_kinds_figure,
+    forget_size_figure,
+    seed_stat,
+    subgroups_figure,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = ("original", "retrain", "ft", "rl", "salun", "salun-cra")
@@ -84,3 +91,39 @@ def test_seed_stat_skips_none_and_gives_std_only_for_several_values() -> None:
     assert stat.std == pytest.approx(2.8284271)
     assert seed_stat(rows[:1], "fnr").std is None
     assert seed_stat([{"fnr": None}], "fnr").mean is None
+
+
+def _analysis_rows() -> list[dict]:
+    """Rows of random forget sets of two sizes and an easy and a hard one, two seeds, with
+    per-class UA and TA (three classes)."""
+    rows = []
+    for forget in ("random-5pct", "random-50pct", "easy-5pct", "hard-5pct"):
+        for seed in (0, 1):
+            for i, method in enumerate(("original", "retrain", "ft", "rl")):
+                row = {"method": method, "aug": "crop-flip", "forget": forget, "seed": seed,
+                       "ua": 1.0 + i, "ra": 99.0, "ta": 90.0 - i - seed, "mia": 2.0,
+                       "ag": i / 2}  # fmt: skip
+                row |= {f"ua_c{c}": float(i * c) for c in range(3)}
+                row |= {f"ta_c{c}": 90.0 - i * c for c in range(3)}
+                rows.append(row)
+    return rows
+
+
+SPECS = [ForgetConfig("random", 0.05), ForgetConfig("random", 0.5), ForgetConfig("easy", 0.05),
+         ForgetConfig("hard", 0.05)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("draw", "needs_specs"),
+    [(subgroups_figure, False), (forget_size_figure, True), (forget_kinds_figure, True)],
+)
+def test_analysis_figures_are_drawn_and_refuse_rows_without_their_data(
+    tmp_path: Path, draw, needs_specs: bool
+) -> None:
+    path = tmp_path / "figure.png"
+    rows = _analysis_rows()
+    draw(rows, SPECS, path) if needs_specs else draw(rows, path)
+    assert _is_png(path)
+    bare = [{k: v for k, v in r.items() if "_c" not in k} for r in rows if r["method"] != "retrain"]
+    with pytest.raises(ValueError, match="no "):
+        draw(bare, SPECS[:1], path) if needs_specs else draw(bare, path)

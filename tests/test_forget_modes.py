@@ -8,7 +8,7 @@ import torch
 
 from medunlearn.config import ConfigError, ForgetConfig
 from medunlearn.data.dataset import Dataset, Split
-from medunlearn.forget import ForgetError, select_forget
+from medunlearn.forget import ForgetError, check_forget, select_forget
 
 FRACTIONS = (0.2, 0.5)
 
@@ -126,3 +126,68 @@ def test_draws_are_seeded(mode: str) -> None:
 def test_labels_name_the_mode_fraction_and_share() -> None:
     assert ForgetConfig("balanced", 0.2).display_name == "balanced-20pct"
     assert ForgetConfig("skewed", 0.5, positive_share=0.25).display_name == "skewed-50pct-pos25"
+
+
+def _difficulty(n: int, seed: int = 0) -> np.ndarray:
+    """A made-up per-sample difficulty: distinct values in random order."""
+    return np.random.default_rng(seed).permutation(n).astype(float)
+
+
+@pytest.mark.parametrize(("fraction", "pool"), [(0.05, 0.1), (0.1, 0.1), (0.2, 0.5)])
+def test_easy_and_hard_draw_from_the_ends_of_the_ranking(fraction: float, pool: float) -> None:
+    dataset = _dataset(MULTI)
+    n = sum(MULTI)
+    difficulty = _difficulty(n)
+    ranked = np.argsort(difficulty)
+    drawn = {}
+    for mode in ("easy", "hard", "random"):
+        config = ForgetConfig(mode=mode, fraction=fraction, pool=pool)
+        drawn[mode] = select_forget(dataset, config, 0, difficulty).forget_ids
+        assert len(drawn[mode]) == round(fraction * n)
+    pool_size = round(pool * n)
+    assert set(drawn["easy"]) <= set(ranked[:pool_size])
+    assert set(drawn["hard"]) <= set(ranked[-pool_size:])
+    means = {mode: difficulty[ids].mean() for mode, ids in drawn.items()}
+    assert means["easy"] < means["random"] < means["hard"]
+
+
+def test_easy_and_hard_draws_are_seeded() -> None:
+    dataset, difficulty = _dataset(MULTI), _difficulty(sum(MULTI))
+    for mode in ("easy", "hard"):
+        config = ForgetConfig(mode=mode, fraction=0.05, pool=0.2)
+        first, again = (select_forget(dataset, config, 3, difficulty).forget_ids for _ in range(2))
+        other = select_forget(dataset, config, 4, difficulty).forget_ids
+        assert np.array_equal(first, again)
+        assert not np.array_equal(first, other)
+
+
+def test_a_fraction_larger_than_the_pool_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"fraction \(0.2\) must not exceed pool \(0.1\)"):
+        ForgetConfig(mode="hard", fraction=0.2)
+    with pytest.raises(ConfigError, match=r"pool must be in \(0, 1\]"):
+        ForgetConfig(mode="easy", fraction=0.05, pool=0.0)
+    assert ForgetConfig(mode="random", fraction=0.2).pool == 0.1  # the pool is for easy / hard
+
+
+def test_easy_and_hard_need_a_difficulty_per_training_sample() -> None:
+    dataset, n = _dataset(MULTI), sum(MULTI)
+    config = ForgetConfig(mode="easy", fraction=0.05)
+    with pytest.raises(ForgetError, match="per-sample difficulty"):
+        select_forget(dataset, config, 0)
+    with pytest.raises(ForgetError, match="one finite value per training sample"):
+        select_forget(dataset, config, 0, np.zeros(n - 1))
+    with pytest.raises(ForgetError, match="1 non-finite"):
+        select_forget(dataset, config, 0, np.where(np.arange(n) == 5, np.nan, 1.0))
+
+
+def test_check_forget_checks_specs_without_a_difficulty() -> None:
+    dataset = _dataset(MULTI)
+    check_forget(dataset, ForgetConfig(mode="hard", fraction=0.1), 0)  # no model needed
+    check_forget(dataset, ForgetConfig(mode="random", fraction=0.1), 0)
+    with pytest.raises(ForgetError, match="cannot draw"):
+        check_forget(_dataset([250, 150]), ForgetConfig("skewed", 0.5, positive_share=1.0), 0)
+
+
+def test_easy_and_hard_labels_name_a_pool_other_than_the_decile() -> None:
+    assert ForgetConfig("easy", 0.05).display_name == "easy-5pct"
+    assert ForgetConfig("hard", 0.05, pool=0.2).display_name == "hard-5pct-pool20"

@@ -6,10 +6,15 @@ import math
 
 import pytest
 
-from medunlearn.config import UserError
+from medunlearn.config import ExperimentConfig, ForgetConfig, UserError
 from medunlearn.report import (
     FIRST_COLUMNS,
+    class_gap_tables,
+    class_gaps,
     csv_text,
+    forget_kind_tables,
+    forget_size_gaps,
+    forget_size_tables,
     markdown_report,
     read_results,
     rich_tables,
@@ -196,3 +201,123 @@ def test_over_seeds_table_gives_intervals_and_marks_differences_within_noise():
     assert salun[2] == "+1.00 [+1.00, +1.00]"
     assert salun[4].endswith("≈") and salun[4].startswith("+0.00 [")
     assert "over seeds" in markdown_report(rows, "t")
+
+
+def _class_row(method, seed, ua, ta, forget="random-10pct"):
+    """A row with per-class UA and TA (lists by class) only."""
+    row = {"method": method, "aug": "crop-flip", "forget": forget, "seed": seed}
+    row |= {f"ua_c{c}": v for c, v in enumerate(ua)} | {f"ta_c{c}": v for c, v in enumerate(ta)}
+    return row
+
+
+CLASS_ROWS = [
+    _class_row("retrain", 0, [10.0, 0.0], [90.0, 80.0]),
+    _class_row("retrain", 1, [20.0, 0.0], [92.0, 70.0]),
+    _class_row("ft", 0, [12.0, 5.0], [93.0, 60.0]),
+    _class_row("ft", 1, [18.0, None], [89.0, 70.0]),  # no forget sample of class 1
+]
+
+
+def test_per_class_gaps_are_each_seeds_gap_to_its_retrain_averaged():
+    """UA class 0: |12 - 10| and |18 - 20| -> 2 (against the other seed's Retrain: 8, from the
+    means: 0); class 1: seed 0 alone -> 5. TA class 0: 3 and 3 -> 3; class 1: 20 and 0 -> 10."""
+    found = class_gaps(CLASS_ROWS)
+    assert found.methods == ["ft"]
+    assert found.gaps["ua"].tolist() == [[2.0, 5.0]]
+    assert found.gaps["ta"].tolist() == [[3.0, 10.0]]
+    (ua_title, columns, ua_cells), (ta_title, _, ta_cells) = class_gap_tables(CLASS_ROWS)
+    assert "per-class UA gap to Retrain" in ua_title and "per-class TA" in ta_title
+    assert [c.header for c in columns] == ["class 0", "class 1", "worst"]
+    assert ua_cells == [["ft", "2.00", "5.00", "5.00"]]
+    assert ta_cells == [["ft", "3.00", "10.00", "10.00"]]
+    assert "per-class UA gap to Retrain" in markdown_report(CLASS_ROWS, "t")
+
+
+def _ta_row(method, seed, ta, forget):
+    return {"method": method, "aug": "crop-flip", "forget": forget, "seed": seed, "ta": ta}
+
+
+SIZE_SPECS = [
+    ForgetConfig("random", 0.5),
+    ForgetConfig("random", 0.1),
+    ForgetConfig("easy", 0.1, pool=0.2),
+]
+ORIGINAL_TA = {0: 90.0, 1: 94.0}
+SIZE_TA = {  # forget set -> method -> TA of seeds 0, 1
+    "random-10pct": {"retrain": (89.0, 92.0), "ft": (87.0, 93.0)},
+    "random-50pct": {"retrain": (85.0, 90.0), "ft": (80.0, 86.0)},
+    "easy-10pct-pool20": {"retrain": (50.0, 50.0), "ft": (10.0, 10.0)},
+}
+SIZE_ROWS = [
+    _ta_row(method, seed, ta, forget)
+    for forget, methods in SIZE_TA.items()
+    for method, values in {"original": tuple(ORIGINAL_TA.values()), **methods}.items()
+    for seed, ta in enumerate(values)
+]
+
+
+def test_forget_size_gaps_compare_each_size_with_its_own_original_and_retrain():
+    """ft at 10%: 87 - 90, 93 - 94 -> -2 to the original; 87 - 89, 93 - 92 -> -0.5 to Retrain.
+    At 50%: -10, -8 -> -9; -5, -4 -> -4.5. Retrain to the original: -1.5 and -4.5. The easy forget
+    set is no size point."""
+    (found,) = forget_size_gaps(SIZE_ROWS, SIZE_SPECS)
+    assert found.fractions == [0.1, 0.5]
+    assert found.to_original == {"retrain": [-1.5, -4.5], "ft": [-2.0, -9.0]}
+    assert found.to_retrain == {"retrain": [0.0, 0.0], "ft": [-0.5, -4.5]}
+    (original, retrain) = forget_size_tables(SIZE_ROWS, SIZE_SPECS)
+    assert original[0].startswith("TA − original model by forget size")
+    assert [c.header for c in original[1]] == ["forget 10%", "forget 50%"]
+    assert original[2] == [["retrain", "-1.50", "-4.50"], ["ft", "-2.00", "-9.00"]]
+    assert retrain[2][1] == ["ft", "-0.50", "-4.50"]
+    assert forget_size_gaps(SIZE_ROWS, SIZE_SPECS[1:]) == []  # one random size: no curve
+
+
+KIND_SPECS = [ForgetConfig("hard", 0.05), ForgetConfig("random", 0.05), ForgetConfig("easy", 0.05),
+              ForgetConfig("random", 0.5)]  # fmt: skip
+
+
+def _kind_rows():
+    """One seed: per forget set, Retrain and ft with made-up UA, RA, TA, MIA, AG."""
+    values = {  # forget set -> (Retrain's UA, ft's UA)
+        "easy-5pct": (0.5, 1.0),
+        "random-5pct": (3.0, 2.0),
+        "hard-5pct": (40.0, 30.0),
+        "random-50pct": (5.0, 5.0),
+    }
+    return [
+        _row(method, 0, ua, 99.0, 90.0, 2.0, 0.0 if method == "retrain" else 1.5, 1.0,
+             forget=forget)
+        for forget, pair in values.items()
+        for method, ua in zip(("retrain", "ft"), pair, strict=True)
+    ]  # fmt: skip
+
+
+def test_forget_kind_table_shows_easy_random_hard_against_their_own_retrain():
+    rows = _kind_rows()
+    ((title, columns, cells),) = forget_kind_tables(rows, KIND_SPECS)
+    assert title.startswith("easy / random / hard forget sets of 5%")
+    assert [c.header for c in columns] == ["forget set", "UA", "RA", "TA", "MIA", "AG"]
+    assert [line[:3] for line in cells] == [
+        ["retrain", "easy-5pct", "0.50 (0.00)"],
+        ["retrain", "random-5pct", "3.00 (0.00)"],
+        ["retrain", "hard-5pct", "40.00 (0.00)"],
+        ["ft", "easy-5pct", "1.00 (0.50)"],
+        ["ft", "random-5pct", "2.00 (1.00)"],
+        ["ft", "hard-5pct", "30.00 (10.00)"],
+    ]
+    assert cells[3][-1] == "1.50"  # AG, no gap of its own
+    assert forget_kind_tables(rows, [ForgetConfig("random", 0.05)]) == []
+
+
+def test_write_results_draws_the_analyses_the_config_calls_for(tmp_path):
+    rows = [{**r, "ua": 1.0, "ra": 99.0, "mia": 2.0, "ag": 0.5, "ua_c0": 1.0, "ta_c0": r["ta"]}
+            for r in SIZE_ROWS]  # fmt: skip
+    config = ExperimentConfig(forget=SIZE_SPECS)
+    write_results(tmp_path, rows, config)
+    for name in ("subgroups.png", "forget_size.png", "forget_kinds.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+    report = (tmp_path / "report.md").read_text()
+    assert "TA − Retrain by forget size" in report and "easy / random / hard" in report
+    write_results(tmp_path / "bare", rows, None)  # no config: no size or kind analyses
+    assert not (tmp_path / "bare" / "forget_size.png").exists()
+    assert (tmp_path / "bare" / "subgroups.png").is_file()

@@ -3,11 +3,13 @@
 import copy
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
 import medunlearn.training as training
 from medunlearn.config import ConfigError, ModelConfig, TrainConfig
+from medunlearn.data.medmnist import load_medmnist
 from medunlearn.models import build_model
 from medunlearn.training import class_weights, make_scheduler, train_model
 
@@ -158,3 +160,65 @@ def test_schedulers():
     assert cosine[0] == 1.0 and all(a > b for a, b in itertools.pairwise(cosine))
     with pytest.raises(ConfigError, match="schedule must be one of"):
         TrainConfig(schedule="linear")
+
+
+def _interrupted_then_resumed(dataset, engine, recipe, state, monkeypatch):
+    """Train, stop by an interrupt in epoch 2's validation, resume from the state file."""
+    real_logits, calls = engine.logits, []
+
+    def interrupt_in_epoch_2(model, images, description=""):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_logits(model, images, description)
+
+    monkeypatch.setattr(engine, "logits", interrupt_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(dataset, engine, recipe, state_path=state)
+    monkeypatch.setattr(engine, "logits", real_logits)
+    assert torch.load(state, weights_only=True)["epoch"] == 1
+    return _train(dataset, engine, recipe, state_path=state, init_seed=123)
+
+
+def test_difficulty_survives_an_interruption_bitwise(blood, engine, tmp_path, monkeypatch):
+    recipe = _recipe(epochs=3)
+    full = _train(blood, engine, recipe)
+    resumed = _interrupted_then_resumed(blood, engine, recipe, tmp_path / "s.pt", monkeypatch)
+    assert full.difficulty.shape == (len(blood.train),)
+    assert np.isfinite(full.difficulty).all()
+    assert np.array_equal(resumed.difficulty, full.difficulty)
+
+
+def test_difficulty_is_each_rows_mean_training_loss(blood, engine):
+    """One epoch, one batch, no augmentation: each trained row's difficulty is its CE under the
+    initial model in train mode (the forward the step used); rows not trained on are NaN."""
+    rows = torch.arange(40)
+    recipe = _recipe(epochs=1, batch_size=64, augment="none")
+    torch.manual_seed(0)
+    model = build_model(CNN, blood.channels, blood.n_classes)
+    initial = copy.deepcopy(model).train()
+    with torch.no_grad():
+        logits = initial(blood.train.images[rows])
+    expected = torch.nn.functional.cross_entropy(logits, blood.train.labels[rows], reduction="none")
+    result = train_model(model, blood, rows, recipe, engine, seed=0)
+    assert result.difficulty[:40] == pytest.approx(expected.numpy(), rel=1e-4, abs=1e-5)
+    assert np.isnan(result.difficulty[40:]).all()
+
+
+def test_difficulty_is_higher_for_mislabelled_samples(write_npz, engine):
+    """A quarter of the training labels flipped to another class: those samples stay hard (high
+    mean training loss) while the clean ones are learnt; a random proxy ranks them at chance."""
+    flipped = np.arange(0, 96, 4)
+
+    def flip(arrays):
+        labels = arrays["train_labels"]
+        labels[flipped] = (labels[flipped] + 4) % 8
+
+    path = write_npz("bloodmnist", 96, 24, 24, mutate=flip)
+    dataset = load_medmnist("bloodmnist", 28, root=path.parent, download=False)
+    result = _train(dataset, engine, _recipe(epochs=6, augment="none"))
+    is_flipped = np.isin(np.arange(96), flipped)
+    noisy, clean = result.difficulty[is_flipped], result.difficulty[~is_flipped]
+    # AUC of the proxy for "mislabelled": P(noisy > clean); chance is 0.5
+    auc = (noisy[:, None] > clean[None, :]).mean()
+    assert auc > 0.9, auc

@@ -6,24 +6,58 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch import nn
 
 from medunlearn.config import ExperimentConfig, ModelConfig, to_dict
 from medunlearn.data import Dataset
 from medunlearn.models import build_model, load_weights, model_meta
-from medunlearn.store import cache_key, load_checkpoint, save_checkpoint
+from medunlearn.store import cache_key, load_checkpoint, load_tensors, save_checkpoint, save_tensors
+
+DIFFICULTY_FORMAT = "medunlearn-difficulty/1"
+
+
+def difficulty_path(path: Path) -> Path:
+    """Where a checkpoint's per-sample difficulty is kept: beside it, `<name>.difficulty.safetensors`."""
+    return Path(path).with_suffix(".difficulty.safetensors")
 
 
 @dataclass
 class TrainedModel:
-    """A model with the metadata its checkpoint carries."""
+    """A model with the metadata its checkpoint carries, and for an original model trained by
+    this version its `difficulty`: each training sample's mean training loss over the epochs
+    (higher: harder), indexing the training split of the data `meta` names."""
 
     model: nn.Module
     meta: dict
+    difficulty: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
-        """Write the model and its metadata as a safetensors checkpoint."""
+        """Write the model and its metadata as a safetensors checkpoint, its difficulty beside
+        it first (the checkpoint, written last, marks the pair complete)."""
+        sibling = difficulty_path(path)
+        if self.difficulty is None:
+            sibling.unlink(missing_ok=True)
+        else:
+            meta = {"format": DIFFICULTY_FORMAT, "data_fingerprint": self.meta["data_fingerprint"]}
+            save_tensors(sibling, {"difficulty": torch.from_numpy(self.difficulty)}, meta)
         save_checkpoint(path, self.model, self.meta)
+
+
+def load_difficulty(path: Path, dataset: Dataset) -> np.ndarray | None:
+    """The difficulty saved beside a checkpoint, if there is one for this very data (None for a
+    checkpoint saved without it, e.g. by an older version, or one of other data)."""
+    sibling = difficulty_path(path)
+    if not sibling.is_file():
+        return None
+    tensors, meta = load_tensors(sibling)
+    if (
+        meta.get("format") != DIFFICULTY_FORMAT
+        or meta.get("data_fingerprint") != dataset.fingerprint
+    ):
+        return None
+    return tensors["difficulty"].numpy()
 
 
 def checkpoint_meta(config: ExperimentConfig, dataset: Dataset, seed: int, **extra) -> dict:
@@ -56,4 +90,4 @@ def load_model(path: Path, model_config: ModelConfig, dataset: Dataset) -> Train
     model = build_model(model_config, dataset.channels, dataset.n_classes)
     expected = model_meta(model_config, dataset.channels, dataset.n_classes)
     load_weights(model, state, meta.get("model", {}), expected)
-    return TrainedModel(model, meta)
+    return TrainedModel(model, meta, load_difficulty(path, dataset))

@@ -18,6 +18,10 @@ class UserError(ValueError):
     says what to fix, and the CLI prints it as one line. Any other exception is a bug."""
 
 
+class MissingExtra(UserError):
+    """A feature whose optional dependency (an extra of the package) is not installed."""
+
+
 class ConfigError(UserError):
     """A configuration file or override that cannot be turned into a valid config."""
 
@@ -87,7 +91,13 @@ AugMode = Literal[
 ]
 Schedule = Literal["cosine", "multistep", "constant"]
 Architecture = Literal["resnet18", "resnet18-small", "cnn"]
-ForgetMode = Literal["random", "balanced", "skewed", "class", "ids"]
+ForgetMode = Literal["random", "balanced", "skewed", "class", "ids", "easy", "hard"]
+# the forget modes drawn by the original model's per-sample difficulty (its mean training loss)
+DIFFICULTY_MODES = ("easy", "hard")
+DEFAULT_POOL = 0.1
+Executor = Literal["sequential", "ray"]
+Sampler = Literal["tpe", "grid"]
+Objective = Literal["ag", "risk_2"]
 
 
 @functools.cache
@@ -178,20 +188,40 @@ class TrainConfig(Recipe):
 
 @dataclass
 class ForgetConfig(Checked):
-    """Which training samples to forget: random, balanced, skewed, whole classes or explicit ids.
+    """Which training samples to forget: random, balanced, skewed, whole classes, explicit ids,
+    or the easiest / hardest samples.
 
-    `label` names the forget set in tables and folders (default: derived from the spec)."""
+    `easy` and `hard` draw `fraction` of the training set at random from its `pool` share of
+    lowest / highest difficulty (the original model's mean training loss per sample), so
+    `fraction` may not exceed `pool`. `label` names the forget set in tables and folders
+    (default: derived from the spec)."""
 
     mode: ForgetMode = "random"
     fraction: float = constrained(0.1, Interval(0, 1, "neither"))
     classes: list[int] = field(default_factory=list)
     ids_file: str | None = None
     positive_share: float | None = constrained(None, UNIT)
+    pool: float = constrained(DEFAULT_POOL, Interval(0, 1, "right"))
     label: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.uses_difficulty and self.fraction > self.pool:
+            raise ConfigError(
+                f"fraction ({self.fraction:g}) must not exceed pool ({self.pool:g}) in mode "
+                f"'{self.mode}': the forget set is drawn from the pool, the {self.mode} end of "
+                "the training set by difficulty; raise pool or lower fraction"
+            )
+
+    @property
+    def uses_difficulty(self) -> bool:
+        """Whether drawing this forget set needs the original model's per-sample difficulty."""
+        return self.mode in DIFFICULTY_MODES
 
     @property
     def display_name(self) -> str:
-        """A short name for tables and folders, e.g. `random-10pct` or `class-2`."""
+        """A short name for tables and folders, e.g. `random-10pct`, `class-2` or `hard-5pct`
+        (`hard-5pct-pool20` for a pool other than the default 10%)."""
         if self.label:
             return self.label
         if self.mode == "class":
@@ -201,6 +231,8 @@ class ForgetConfig(Checked):
         pct = f"{self.fraction * 100:g}pct"
         if self.mode == "skewed":
             return f"skewed-{pct}-pos{(self.positive_share or 0) * 100:g}"
+        if self.uses_difficulty and self.pool != DEFAULT_POOL:
+            return f"{self.mode}-{pct}-pool{self.pool * 100:g}"
         return f"{self.mode}-{pct}"
 
 
@@ -220,7 +252,15 @@ class MethodConfig:
 
 @dataclass
 class RuntimeConfig(Checked):
-    """Where and how to compute: device, threads, precision, cache folder."""
+    """Where and how to compute: device, threads, precision, cache folder, executor.
+
+    `executor` runs a study's independent jobs (originals, Retrains, bank models, rows, tuning
+    trials) one after another in this process (`sequential`) or as Ray tasks (`ray`, the
+    `ray` extra), each with `job_cpus` cores (its torch threads) and `job_gpus` GPUs (a
+    fraction shares one). `address` names a running Ray cluster (`ray://host:10001`, `auto`);
+    None takes $RAY_ADDRESS, else starts a local cluster sized to this machine. A training's
+    float sums depend on its thread count, so a study gives the same numbers to the last bit
+    on either executor when its jobs have the same threads (`threads` = `job_cpus`)."""
 
     device: str = "auto"
     threads: int | None = constrained(None, AT_LEAST_ONE)
@@ -229,6 +269,18 @@ class RuntimeConfig(Checked):
     compile: bool = False
     eval_batch_size: int = constrained(1024, AT_LEAST_ONE)
     cache_dir: str | None = None
+    executor: Executor = "sequential"
+    address: str | None = None
+    job_cpus: int = constrained(1, AT_LEAST_ONE)
+    job_gpus: float = constrained(0.0, NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.executor == "ray" and self.threads not in (None, self.job_cpus):
+            raise ConfigError(
+                f"runtime.threads ({self.threads}) differs from runtime.job_cpus "
+                f"({self.job_cpus}): a Ray job runs job_cpus threads; set one of them"
+            )
 
 
 @dataclass
@@ -250,6 +302,82 @@ class EvaluationConfig(Checked):
 
 
 @dataclass
+class SearchRange(Checked):
+    """The values one tuned param may take: a float range from `low` to `high` (sampled on a
+    log scale when `log`; `grid` points of it on the grid sampler), or a list of `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = True
+    choices: list[Any] | None = None
+    grid: int = constrained(4, AT_LEAST_ONE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.choices is not None:
+            if not self.choices:
+                raise ConfigError("choices is empty: give at least one value")
+            return
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ConfigError(f"give choices, or low < high; got low {self.low}, high {self.high}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"a log-scaled range needs low > 0; got {self.low}")
+
+    def grid_values(self) -> list[Any]:
+        """The values the grid sampler tries: the choices, or `grid` points from low to high
+        (log-spaced when `log`: 4 points of [1e-4, 1e-1] are the published 1e-4 ... 1e-1)."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.grid == 1:
+            return [self.low]
+        if self.log:
+            ratio = (self.high / self.low) ** (1 / (self.grid - 1))
+            return [float(f"{self.low * ratio**i:.6g}") for i in range(self.grid)]
+        step = (self.high - self.low) / (self.grid - 1)
+        return [float(f"{self.low + step * i:.6g}") for i in range(self.grid)]
+
+
+def _lr_space() -> dict[str, SearchRange]:
+    """The search of the published studies: the unlearning lr in [1e-4, 1e-1], log scale."""
+    return {"lr": SearchRange(1e-4, 0.1)}
+
+
+@dataclass
+class TuneConfig(Checked):
+    """A hyper-parameter search of one method against Retrain (`medunlearn tune`).
+
+    Trials run on the forget set and original of seed `seed`; the objective (AG to Retrain,
+    or the model's Global Risk II on binary tasks) is minimised by Optuna's `sampler`, with
+    median pruning on the per-epoch objective once `startup_trials` trials finished, after
+    `warmup_epochs`. `parallel` trials are asked at a time (they run side by side on Ray, and
+    each is pruned against the trials before its batch only, so any executor gives the same
+    study). The best params are then evaluated on the `held_out` seeds: other originals,
+    forget sets and Retrains, so the reported AG is not the one tuned on."""
+
+    method: str | None = None
+    trials: int = constrained(16, AT_LEAST_ONE)
+    sampler: Sampler = "tpe"
+    objective: Objective = "ag"
+    space: dict[str, SearchRange] = field(default_factory=_lr_space)
+    prune: bool = True
+    startup_trials: int = constrained(4, NON_NEGATIVE)
+    warmup_epochs: int = constrained(1, NON_NEGATIVE)
+    parallel: int = constrained(1, AT_LEAST_ONE)
+    seed: int = 0
+    held_out: list[int] = field(default_factory=lambda: [1, 2])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.space:
+            raise ConfigError("tune.space is empty: name at least one param to search")
+        if self.seed in self.held_out:
+            raise ConfigError(
+                f"tune.held_out {self.held_out} holds the tuning seed {self.seed}: the held-out "
+                "seeds must be other seeds, or the reported AG is the tuned one"
+            )
+
+
+@dataclass
 class ExperimentConfig(Checked):
     """A whole experiment: data, model, recipe, forget sets, methods and seeds.
 
@@ -266,6 +394,7 @@ class ExperimentConfig(Checked):
     seeds: list[int] = field(default_factory=lambda: [0])
     augmentations: list[AugMode] = field(default_factory=list)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -306,7 +435,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        item = (typing.get_args(hint) or (str, Any))[1]
+        return {k: _coerce(v, item, _at(where, str(k))) for k, v in value.items()}
     if hint is Any:
         return value
     if hint is bool:

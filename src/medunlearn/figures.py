@@ -1,4 +1,6 @@
-"""Figures: clinical safety (FNR, Global Risk) and the augmentation study (AG by mode), PNG.
+"""Figures, PNG: clinical safety (FNR, Global Risk), the augmentation study (AG by mode), the
+attacks (ROC, scores), and the analyses of Nasirigerdeh et al.: per-class gaps to Retrain, TA
+against forget size, easy / random / hard forget sets.
 
 matplotlib is imported only when a figure is drawn, and only its Agg canvas is used (no pyplot,
 no global backend state), so the module costs nothing to import and works without a display.
@@ -20,6 +22,8 @@ from medunlearn.store import atomic_write
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from medunlearn.config import ForgetConfig
 
 REFERENCE = "retrain"
 ORIGINAL = "original"
@@ -316,3 +320,195 @@ def scores_figure(rows: list[dict], path: Path, title: str = "Per-example attack
     for axes in list(axes_grid.flat)[len(panels) :]:
         axes.set_visible(False)
     _finish(figure, [axes_grid.flat[0]], 2, f"{title}: {name}, share of samples per bin", path)
+
+
+def _annotate(axes: Axes, matrix: np.ndarray) -> None:
+    """Each heatmap cell's value printed in it ('n/a' where undefined)."""
+    high = np.nanmax(matrix) if np.isfinite(matrix).any() else 0.0
+    for (i, j), value in np.ndenumerate(matrix):
+        text = "n/a" if np.isnan(value) else f"{value:.1f}"
+        colour = "white" if np.isfinite(value) and value > 0.6 * high else "black"
+        axes.text(j, i, text, ha="center", va="center", fontsize=6, color=colour)
+
+
+def subgroups_figure(
+    rows: list[dict], path: Path, title: str = "Per-class gaps to Retrain"
+) -> None:
+    """Heatmaps of |UA_c - UA_c(Retrain)| and |TA_c - TA_c(Retrain)| per method and class (mean
+    over seeds), one row of panels per (augmentation, forget set): a method that forgets one
+    class's patients worse, or loses one class's test accuracy, stands out."""
+    from medunlearn.report import CLASS_METRICS, by_scenario, class_gaps
+
+    found = [(key, gaps) for key, members in by_scenario(rows).items()
+             if (gaps := class_gaps(members)) is not None]  # fmt: skip
+    if not found:
+        raise ValueError("no per-class metrics with a Retrain row to draw: run an experiment first")
+    n_methods = max(len(gaps.methods) for _, gaps in found)
+    n_classes = max(matrix.shape[1] for _, gaps in found for matrix in gaps.gaps.values())
+    figure = _grid_figure(len(found), len(CLASS_METRICS), 1.6 + 0.45 * n_classes,
+                          1.2 + 0.3 * n_methods)  # fmt: skip
+    axes_grid = figure.subplots(len(found), len(CLASS_METRICS), squeeze=False)
+    several_modes = len({aug for (aug, _), _ in found}) > 1
+    for axes_row, ((aug, forget), gaps) in zip(axes_grid, found, strict=True):
+        for axes, (metric, header) in zip(axes_row, CLASS_METRICS, strict=True):
+            matrix = gaps.gaps[metric]
+            image = axes.imshow(np.ma.masked_invalid(matrix), cmap="Reds", vmin=0, aspect="auto")
+            _annotate(axes, matrix)
+            axes.set_xticks(range(matrix.shape[1]), [str(c) for c in range(matrix.shape[1])])
+            axes.set_yticks(range(len(gaps.methods)), gaps.methods, fontsize=7)
+            axes.set_xlabel("class")
+            where = f"forget {forget}" + (f", {aug}" if several_modes else "")
+            axes.set_title(f"|{header}_c − Retrain|, {where}", fontsize=9)
+            figure.colorbar(image, ax=axes, shrink=0.8, label="points")
+    figure.suptitle(f"{title} — mean over seeds", fontsize=10)
+    save_png(figure, Path(path))
+
+
+def _fraction_axis(axes: Axes, fractions: list[float], unit: str) -> None:
+    """A log x axis of forget fractions in percent, a line at 0, the labels."""
+    percents = [100 * f for f in fractions]
+    axes.set_xscale("log")
+    axes.set_xticks(percents, [f"{p:g}%" for p in percents])
+    axes.minorticks_off()
+    axes.axhline(0, color="0.6", linewidth=0.8)
+    axes.set_xlabel("forget set (share of the training set)")
+    axes.set_ylabel(unit)
+    axes.grid(alpha=0.3)
+
+
+def forget_size_figure(
+    rows: list[dict],
+    specs: Sequence[ForgetConfig],
+    path: Path,
+    title: str = "Generalisation and forget size",
+) -> None:
+    """TA(method) - TA(original model) and TA(method) - TA(Retrain) against the forget fraction
+    of the random forget sets (mean over seeds), one line per method, Retrain dashed; one row of
+    panels per augmentation mode."""
+    from matplotlib import colormaps
+
+    from medunlearn.report import forget_size_gaps
+
+    found = forget_size_gaps(rows, specs)
+    if not found:
+        raise ValueError("no random forget sets of two or more sizes to draw")
+    methods = list(dict.fromkeys(m for gaps in found for m in gaps.to_original))
+    colours = _colours(methods, colormaps["tab10"])
+    figure = _grid_figure(len(found), 2, 4.6, 3.6)
+    axes_grid = figure.subplots(len(found), 2, squeeze=False)
+    for axes_row, gaps in zip(axes_grid, found, strict=True):
+        panels = (("original model", gaps.to_original), ("Retrain", gaps.to_retrain))
+        for axes, (name, series) in zip(axes_row, panels, strict=True):
+            for method, values in series.items():
+                points = [(100 * f, v) for f, v in zip(gaps.fractions, values, strict=True)
+                          if v is not None]  # fmt: skip
+                if not points:
+                    continue
+                style = ({"color": "black", "linestyle": "--"} if method == REFERENCE
+                         else {"color": colours[method]})  # fmt: skip
+                axes.plot(*zip(*points, strict=True), marker="o", markersize=3, label=method,
+                          linewidth=1.2, **style)  # fmt: skip
+            _fraction_axis(axes, gaps.fractions, f"TA − {name} (points)")
+            axes.set_title(f"TA − {name}, augmentation {gaps.aug}", fontsize=9)
+    n_seeds = len({r["seed"] for r in rows})
+    seeds = f" — mean over {n_seeds} seeds" if n_seeds > 1 else ""
+    _finish(figure, list(axes_grid.flat), 6, f"{title}{seeds}; below 0: generalises worse", path)
+
+
+KIND_COLOURS = {"easy": "tab:green", "random": "0.55", "hard": "tab:red"}
+KIND_PANELS = (
+    Panel("ua", "UA", "UA (%)"),
+    Panel("ra", "RA", "RA (%)"),
+    Panel("ta", "TA", "TA (%)"),
+    Panel("mia", "MIA", "MIA (%)"),
+    Panel("ag", "AG (lower: closer to Retrain)", "AG (points)"),
+)
+
+
+def forget_kinds_figure(
+    rows: list[dict],
+    specs: Sequence[ForgetConfig],
+    path: Path,
+    title: str = "Easy, random and hard forget sets",
+) -> None:
+    """Grouped bars of UA, RA, TA, MIA and AG per method, one bar per forget kind (easiest,
+    random, hardest samples of one size; mean ± std over seeds), one row of panels per
+    augmentation mode and forget fraction."""
+    from medunlearn.report import forget_kinds
+
+    groups = [(aug, kinds) for aug in dict.fromkeys(r.get("aug", "") for r in rows)
+              for kinds in forget_kinds(specs).values()]  # fmt: skip
+    if not groups:
+        raise ValueError("no easy or hard forget sets to draw")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    figure = _grid_figure(len(groups), len(KIND_PANELS), 1.2 + 0.7 * len(methods), 3.6)
+    axes_grid = figure.subplots(len(groups), len(KIND_PANELS), squeeze=False)
+    for axes_row, (aug, kinds) in zip(axes_grid, groups, strict=True):
+        labels = [kind.display_name for kind in kinds]
+        width = 0.8 / len(labels)
+        for axes, panel in zip(axes_row, KIND_PANELS, strict=True):
+            for g, method in enumerate(methods):
+                for k, (kind, label) in enumerate(zip(kinds, labels, strict=True)):
+                    members = [r for r in rows if (r.get("aug", ""), r["forget"], r["method"])
+                               == (aug, label, method)]  # fmt: skip
+                    stat = seed_stat(members, panel.key)
+                    if stat.mean is not None:
+                        x = g - 0.4 + width * (k + 0.5)
+                        _bar(axes, x, width, stat, KIND_COLOURS[kind.mode], label)
+            axes.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=7)
+            _style(axes, f"{panel.title}, {aug}", panel.unit)
+    n_seeds = len({r["seed"] for r in rows})
+    _finish(figure, list(axes_grid.flat), 3, f"{title}{_seeds_suffix(n_seeds)}", path)
+
+
+def trials_figure(trials: list[dict], path: Path, title: str = "Tuning trials") -> None:
+    """Each trial's objective in order (pruned trials hollow, at their last epoch's value),
+    and the best so far: how fast the search converged."""
+    figure, (axes,) = _figure(6.0, 1)
+    numbers = [t["trial"] for t in trials]
+    values = [t["objective"] for t in trials]
+    complete = [t["state"] == "complete" for t in trials]
+    done = [
+        (n, v) for n, v, c in zip(numbers, values, complete, strict=True) if c and v is not None
+    ]
+    pruned = [
+        (n, v) for n, v, c in zip(numbers, values, complete, strict=True) if not c and v is not None
+    ]
+    if done:
+        axes.scatter(*zip(*done, strict=True), label="complete", color="tab:blue")
+        best = np.minimum.accumulate([v for _, v in done])
+        axes.step(
+            [n for n, _ in done],
+            best,
+            where="post",
+            color="tab:blue",
+            alpha=0.5,
+            label="best so far",
+        )
+    if pruned:
+        axes.scatter(
+            *zip(*pruned, strict=True), label="pruned", facecolors="none", edgecolors="tab:red"
+        )
+    axes.set_xlabel("trial")
+    axes.legend(frameon=False, fontsize=7)
+    _style(axes, title, "objective (lower is better)")
+    save_png(figure, path)
+
+
+def overhead_figure(rows: list[dict], path: Path, title: str = "Run time and tuning cost") -> None:
+    """Per tuned method: its run time, and its run time plus the search's cost, against
+    Retrain's run time (a dashed line): the cost Nasirigerdeh et al. say RTE hides."""
+    figure, (axes,) = _figure(max(4.0, 1.2 * len(rows) + 2), 1)
+    for x, row in enumerate(rows):
+        axes.bar(x - 0.2, row["rte_min"], 0.4, color="tab:blue", label="RTE")
+        axes.bar(
+            x + 0.2, row["rte_min"] + row["tune_min"], 0.4, color="tab:orange", label="RTE + tuning"
+        )
+    retrain = float(np.mean([row["retrain_min"] for row in rows]))
+    axes.axhline(retrain, color="black", linestyle="--", linewidth=1, label="Retrain")
+    axes.set_xticks(range(len(rows)), [row["method"] for row in rows])
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axes.legend(unique.values(), unique.keys(), frameon=False, fontsize=7)
+    _style(axes, title, "minutes")
+    save_png(figure, path)

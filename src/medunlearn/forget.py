@@ -1,4 +1,5 @@
-"""Forget-set selection (random, balanced, skewed, class, explicit ids) and its saved form."""
+"""Forget-set selection (random, balanced, skewed, class, explicit ids, easiest or hardest
+samples) and its saved form."""
 
 from __future__ import annotations
 
@@ -175,15 +176,43 @@ def _classes(labels: np.ndarray, config: ForgetConfig, n_classes: int) -> np.nda
     return np.flatnonzero(np.isin(labels, config.classes))
 
 
-def select_forget(dataset: Dataset, config: ForgetConfig, seed: int = 0) -> ForgetSet:
-    """Draw the forget set a config describes from the training split (seeded, reproducible)."""
+def _by_difficulty(
+    config: ForgetConfig, difficulty: np.ndarray | None, n_train: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A random fraction of the training set drawn from its `pool` share of lowest (easy) or
+    highest (hard) difficulty; ties are ranked by sample id."""
+    if difficulty is None:
+        raise ForgetError(
+            f"forget mode '{config.mode}' ranks the training samples by the original model's "
+            "per-sample difficulty (its mean training loss), and none was given: pass the "
+            "original's `difficulty` (`TrainedModel.difficulty`, recorded while it trains)"
+        )
+    difficulty = np.asarray(difficulty, dtype=np.float64)
+    if difficulty.shape != (n_train,) or not np.isfinite(difficulty).all():
+        raise ForgetError(
+            f"the difficulty must hold one finite value per training sample ({n_train}); got "
+            f"shape {difficulty.shape} with {int((~np.isfinite(difficulty)).sum())} non-finite"
+        )
+    ranked = np.argsort(difficulty if config.mode == "easy" else -difficulty, kind="stable")
+    pool = ranked[: _count(config.pool, n_train)]
+    return rng.choice(pool, _count(config.fraction, n_train), replace=False)
+
+
+def select_forget(
+    dataset: Dataset, config: ForgetConfig, seed: int = 0, difficulty: np.ndarray | None = None
+) -> ForgetSet:
+    """Draw the forget set a config describes from the training split (seeded, reproducible);
+    the easy and hard modes rank the samples by `difficulty`, one value per training sample
+    (the original model's mean training loss), and need it."""
     labels = dataset.train.labels.numpy()
     rng = np.random.default_rng(seed)
     if config.mode == "ids":
         if not config.ids_file:
             raise ForgetError("forget.mode 'ids' needs forget.ids_file")
         return load_forget_set(config.ids_file, dataset)
-    if config.mode == "class":
+    if config.uses_difficulty:
+        ids = _by_difficulty(config, difficulty, labels.size, rng)
+    elif config.mode == "class":
         ids = _classes(labels, config, dataset.n_classes)
     elif config.mode == "skewed":
         ids = _skewed(labels, config, rng, dataset.positive_class)
@@ -194,6 +223,13 @@ def select_forget(dataset: Dataset, config: ForgetConfig, seed: int = 0) -> Forg
     return ForgetSet(
         np.sort(ids), len(dataset.train), dataset.name, dataset.fingerprint, to_dict(config), seed
     )
+
+
+def check_forget(dataset: Dataset, config: ForgetConfig, seed: int = 0) -> None:
+    """Check that a forget spec can be drawn from a dataset before any model is trained: the
+    easy and hard modes, whose ranking comes from the original model, are drawn on a flat one."""
+    flat = np.zeros(len(dataset.train)) if config.uses_difficulty else None
+    select_forget(dataset, config, seed, flat)
 
 
 def load_forget_set(path: str | Path, dataset: Dataset) -> ForgetSet:

@@ -26,12 +26,23 @@ RETRAIN = MethodConfig("retrain")
 def train_original(
     config: ExperimentConfig, dataset: Dataset, engine: Engine, store: Store, seed: int
 ) -> TrainedModel:
-    """The original model on the whole training split, trained once per config and seed."""
+    """The original model on the whole training split, trained once per config and seed, with
+    its per-sample difficulty.
+
+    A cached original saved without the difficulty (by an older version) is reused as it is,
+    unless the config has easy or hard forget sets: then it is trained again, the very training
+    that the cache would have to be cleared by hand for, bitwise the same weights on a CPU."""
     key = weights_key("original", config, dataset, seed)
     path = store.path("original", key)
     if path.is_file():
-        engine.progress.log(f"original model (seed {seed}): reusing {path}")
-        return load_model(path, config.model, dataset)
+        cached = load_model(path, config.model, dataset)
+        if cached.difficulty is not None or not any(f.uses_difficulty for f in config.forget):
+            engine.progress.log(f"original model (seed {seed}): reusing {path}")
+            return cached
+        engine.progress.log(
+            f"original model (seed {seed}): {path} has no per-sample difficulty (cached by an "
+            "older medunlearn), which the easy / hard forget sets need: training it again"
+        )
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.channels, dataset.n_classes)
     all_rows = torch.arange(len(dataset.train))
@@ -43,7 +54,7 @@ def train_original(
         config, dataset, seed, seconds=result.seconds, best_epoch=result.best_epoch,
         best_val=result.best_val, history=result.history,
     )  # fmt: skip
-    trained = TrainedModel(result.model, meta)
+    trained = TrainedModel(result.model, meta, result.difficulty)
     trained.save(path)
     state_path.unlink(missing_ok=True)
     return trained

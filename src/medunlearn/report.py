@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from medunlearn.config import UserError
+from medunlearn.config import ForgetConfig, UserError
+from medunlearn.metrics.accuracy import class_key
 from medunlearn.metrics.stats import Summary, paired_difference
 from medunlearn.metrics.stats import summarise as summarise_values
 from medunlearn.store import atomic_write_json, atomic_write_text
@@ -183,10 +184,34 @@ def _interval(summary: Summary, digits: int = 2) -> str:
     return f"{summary.mean:.{digits}f} [{summary.ci_low:.{digits}f}, {summary.ci_high:.{digits}f}]"
 
 
+def _pairs(rows: Sequence[dict], references: dict[int, dict], key: str) -> list[tuple]:
+    """(row[key], reference[key]) for each row and the reference row of its seed, where both
+    are defined."""
+    return [(r[key], references[r["seed"]][key]) for r in rows
+            if r.get(key) is not None and references.get(r["seed"], {}).get(key) is not None]  # fmt: skip
+
+
+def _by_seed(rows: Sequence[dict], method: str) -> dict[int, dict]:
+    """A method's rows by seed."""
+    return {r["seed"]: r for r in rows if r["method"] == method}
+
+
+def mean_paired_gap(
+    rows: Sequence[dict], references: dict[int, dict], key: str, absolute: bool = True
+) -> float | None:
+    """The mean over seeds of row[key] - reference[key] (its absolute value, as AG takes it,
+    unless `absolute` is False), each row against the reference row of its own seed; None where
+    no seed has both."""
+    pairs = _pairs(rows, references, key)
+    if not pairs:
+        return None
+    differences = np.array([value - reference for value, reference in pairs], dtype=float)
+    return summarise_values(np.abs(differences) if absolute else differences).mean
+
+
 def _paired_cell(rows: Sequence[dict], retrain: dict[int, dict], key: str) -> str:
     """method - Retrain over matched seeds with its 95% interval; '≈' where it covers 0."""
-    pairs = [(r[key], retrain[r["seed"]][key]) for r in rows
-             if r.get(key) is not None and retrain.get(r["seed"], {}).get(key) is not None]  # fmt: skip
+    pairs = _pairs(rows, retrain, key)
     if not pairs:
         return "n/a"
     method, reference = zip(*pairs, strict=True)
@@ -254,6 +279,196 @@ def aug_study_tables(summary: Sequence[dict]) -> list[tuple[str, Sequence[Column
     return tables
 
 
+def by_scenario(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    """(augmentation, forget set) -> its rows, in first-seen order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row.get("aug", ""), row["forget"]), []).append(row)
+    return groups
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    """A table number with two decimals (a sign where asked), 'n/a' for None or NaN."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+CLASS_METRICS = (("ua", "UA"), ("ta", "TA"))
+
+
+@dataclass(frozen=True)
+class ClassGaps:
+    """For one (augmentation, forget set): per method (Retrain aside) and class, the mean over
+    seeds of |metric_c - Retrain's metric_c| for UA and TA (NaN where undefined)."""
+
+    methods: list[str]
+    gaps: dict[str, np.ndarray]  # metric -> (methods, classes)
+
+
+def _n_classes(rows: Sequence[dict]) -> int:
+    """How many classes the rows have per-class metrics for."""
+    n = 0
+    while any(class_key("ta", n) in r for r in rows):
+        n += 1
+    return n
+
+
+def class_gaps(rows: Sequence[dict]) -> ClassGaps | None:
+    """The per-class gaps to Retrain of one scenario's rows (None without Retrain or per-class
+    metrics)."""
+    retrain, n_classes = _by_seed(rows, "retrain"), _n_classes(rows)
+    if not retrain or not n_classes:
+        return None
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "retrain"]
+    gaps = {}
+    for metric, _ in CLASS_METRICS:
+        table = [[mean_paired_gap([r for r in rows if r["method"] == m], retrain,
+                                  class_key(metric, c)) for c in range(n_classes)]
+                 for m in methods]  # fmt: skip
+        gaps[metric] = np.array(table, dtype=float)
+    return ClassGaps(methods, gaps)
+
+
+def _worst(gaps: np.ndarray) -> float | None:
+    """The largest defined gap (None where none is)."""
+    return float(np.nanmax(gaps)) if np.isfinite(gaps).any() else None
+
+
+def class_gap_tables(rows: Sequence[dict]) -> list[tuple[str, Sequence[Column], list]]:
+    """Per scenario and metric: each method's |UA_c - UA_c(Retrain)| or |TA_c - TA_c(Retrain)|
+    per class c (mean over seeds) and the worst class: bias against one class's patients."""
+    tables = []
+    for (aug, forget), members in by_scenario(rows).items():
+        found = class_gaps(members)
+        if found is None:
+            continue
+        n_classes = next(iter(found.gaps.values())).shape[1]
+        columns = [Column(f"c{c}", f"class {c}") for c in range(n_classes)]
+        columns.append(Column("max", "worst"))
+        for metric, header in CLASS_METRICS:
+            gaps = found.gaps[metric]
+            cells = [[method, *(_number(v) for v in line), _number(_worst(line))]
+                     for method, line in zip(found.methods, gaps, strict=True)]  # fmt: skip
+            title = f"forget set {forget}, augmentation {aug} — per-class {header} gap to Retrain"
+            tables.append((title, columns, cells))
+    return tables
+
+
+@dataclass(frozen=True)
+class SizeGaps:
+    """For one augmentation mode's random forget sets: per method, TA(method) - TA(original
+    model) and TA(method) - TA(Retrain) at each forget fraction, mean over seeds (None where
+    undefined)."""
+
+    aug: str
+    fractions: list[float]
+    to_original: dict[str, list[float | None]]
+    to_retrain: dict[str, list[float | None]]
+
+
+def forget_size_gaps(rows: Sequence[dict], specs: Sequence[ForgetConfig]) -> list[SizeGaps]:
+    """The TA differences of every augmentation mode, when the config has random forget sets of
+    two or more fractions (else none)."""
+    sizes = sorted((s.fraction, s.display_name) for s in specs if s.mode == "random")
+    if len({fraction for fraction, _ in sizes}) < 2:
+        return []
+    scenarios, found = by_scenario(rows), []
+    for aug in dict.fromkeys(aug for aug, _ in scenarios):
+        to_original: dict[str, list[float | None]] = {}
+        to_retrain: dict[str, list[float | None]] = {}
+        for _, label in sizes:
+            members = scenarios.get((aug, label), [])
+            original, retrain = _by_seed(members, "original"), _by_seed(members, "retrain")
+            for method in dict.fromkeys(r["method"] for r in members if r["method"] != "original"):
+                mine = [r for r in members if r["method"] == method]
+                to_original.setdefault(method, []).append(
+                    mean_paired_gap(mine, original, "ta", absolute=False))  # fmt: skip
+                to_retrain.setdefault(method, []).append(
+                    mean_paired_gap(mine, retrain, "ta", absolute=False))  # fmt: skip
+        found.append(SizeGaps(aug, [f for f, _ in sizes], to_original, to_retrain))
+    return found
+
+
+def _percent(fraction: float) -> str:
+    """A forget fraction as a column header: '5%'."""
+    return f"{fraction * 100:g}%"
+
+
+def forget_size_tables(
+    rows: Sequence[dict], specs: Sequence[ForgetConfig]
+) -> list[tuple[str, Sequence[Column], list]]:
+    """Per augmentation mode: TA - original model and TA - Retrain of each method at each random
+    forget fraction (mean over seeds; negative: the method generalises worse)."""
+    tables = []
+    for found in forget_size_gaps(rows, specs):
+        columns = [Column(_percent(f), f"forget {_percent(f)}") for f in found.fractions]
+        for name, gaps in (("original model", found.to_original), ("Retrain", found.to_retrain)):
+            cells = [[method, *(_number(v, signed=True) for v in values)]
+                     for method, values in gaps.items()]  # fmt: skip
+            title = f"TA − {name} by forget size, augmentation {found.aug}"
+            tables.append((title, columns, cells))
+    return tables
+
+
+KIND_ORDER = ("easy", "random", "hard")
+
+
+def forget_kinds(specs: Sequence[ForgetConfig]) -> dict[float, list[ForgetConfig]]:
+    """Fraction -> its easy, random and hard forget sets, for each fraction that has an easy or a
+    hard one."""
+    fractions = dict.fromkeys(s.fraction for s in specs if s.uses_difficulty)
+    return {
+        fraction: sorted((s for s in specs if s.fraction == fraction and s.mode in KIND_ORDER),
+                         key=lambda s: KIND_ORDER.index(s.mode))
+        for fraction in fractions
+    }  # fmt: skip
+
+
+KIND_TABLE = tuple(c for c in UNLEARNING_TABLE if c.key != "rte_min")
+
+
+def forget_kind_tables(
+    rows: Sequence[dict], specs: Sequence[ForgetConfig]
+) -> list[tuple[str, Sequence[Column], list]]:
+    """Per augmentation mode and forget fraction with easy or hard forget sets: UA, RA, TA, MIA
+    (gap to Retrain in parentheses) and AG of each method on the easiest, random and hardest
+    samples."""
+    summary = summarise(rows)
+    index = {(e["aug"], e["forget"], e["method"]): e for e in summary}
+    tables = []
+    for aug in dict.fromkeys(e["aug"] for e in summary):
+        for fraction, kinds in forget_kinds(specs).items():
+            labels = [s.display_name for s in kinds]
+            methods = dict.fromkeys(e["method"] for e in summary
+                                    if e["aug"] == aug and e["forget"] in labels)  # fmt: skip
+            cells = []
+            for method in methods:
+                for label in labels:
+                    entry = index.get((aug, label, method))
+                    if entry is not None:
+                        reference = index.get((aug, label, "retrain"))
+                        cells.append(
+                            [method, label, *(_cell(entry, reference, c) for c in KIND_TABLE)]
+                        )
+            columns = [Column("forget", "forget set", gap=False), *KIND_TABLE]
+            title = f"easy / random / hard forget sets of {_percent(fraction)}, augmentation {aug}"
+            tables.append((title, columns, cells))
+    return tables
+
+
+def analysis_tables(
+    rows: Sequence[dict], specs: Sequence[ForgetConfig] = ()
+) -> list[tuple[str, Sequence[Column], list]]:
+    """The tables of Nasirigerdeh et al.'s analyses the rows and forget specs call for: per-class
+    gaps to Retrain, TA against forget size, and easy / random / hard forget sets."""
+    return [
+        *forget_kind_tables(rows, specs),
+        *forget_size_tables(rows, specs),
+        *class_gap_tables(rows),
+    ]
+
+
 def rich_tables(rows: Sequence[dict]) -> list[Table]:
     """The tables for a terminal."""
     tables = []
@@ -268,8 +483,9 @@ def rich_tables(rows: Sequence[dict]) -> list[Table]:
     return tables
 
 
-def markdown_report(rows: Sequence[dict], title: str) -> str:
-    """The tables as Markdown, with a line on how to read them."""
+def markdown_report(rows: Sequence[dict], title: str, specs: Sequence[ForgetConfig] = ()) -> str:
+    """The tables as Markdown, with a line on how to read them; the analysis tables follow
+    (those by forget size and kind need the config's forget `specs`)."""
     lines = [
         f"# {title}",
         "",
@@ -286,9 +502,14 @@ def markdown_report(rows: Sequence[dict], title: str) -> str:
         "F: the NeurIPS 2023 forgetting quality (1 = "
         "indistinguishable from Retrain), from N unlearning runs against N bank models (coarse "
         "for small N). Over-seeds tables: 95% t intervals; '≈' marks a difference to Retrain "
-        "within noise. † marks a method no closer to Retrain than the untouched original.",
+        "within noise. † marks a method no closer to Retrain than the untouched original. "
+        "Per-class tables: |UA_c - UA_c(Retrain)| and |TA_c - TA_c(Retrain)| within each "
+        "class c, mean over seeds of each seed's gap, and the worst class. Forget-size tables: "
+        "TA(method) - TA(reference), mean over seeds (negative: the method generalises worse). "
+        "Easy / hard forget sets are drawn from the training samples of lowest / highest mean "
+        "training loss of the original model.",
     ]
-    for table_title, columns, cells in _tables(rows):
+    for table_title, columns, cells in [*_tables(rows), *analysis_tables(rows, specs)]:
         lines += ["", f"## {table_title}", ""]
         lines.append("| method | " + " | ".join(c.header for c in columns) + " |")
         lines.append("|---" * (len(columns) + 1) + "|")
@@ -369,10 +590,11 @@ def sanity_checks(rows: Sequence[dict]) -> list[tuple[str, list[str]]]:
     return checks
 
 
-def csv_text(rows: Sequence[dict]) -> str:
-    """All rows as CSV: the fixed columns first, then every other scalar key in first-seen
-    order (the attacks' curves and histograms are in results.json only)."""
-    keys = list(FIRST_COLUMNS)
+def csv_text(rows: Sequence[dict], first: Sequence[str] = FIRST_COLUMNS) -> str:
+    """All rows as CSV: the `first` columns (a results table's fixed ones), then every other
+    scalar key in first-seen order (the attacks' curves and histograms are in results.json
+    only)."""
+    keys = list(first)
     for row in rows:
         keys += [k for k, v in row.items() if k not in keys and not isinstance(v, dict | list)]
     buffer = io.StringIO()
@@ -384,13 +606,31 @@ def csv_text(rows: Sequence[dict]) -> str:
 
 
 def write_results(out: Path, rows: Sequence[dict], config: object) -> None:
-    """results.csv, results.json, report.md and the figures the rows call for, in `out`."""
-    from medunlearn.figures import ag_by_aug_figure, clinical_figure, roc_figure, scores_figure
+    """results.csv, results.json, report.md and the figures the rows call for, in `out` (the
+    analyses by forget size and kind read the forget specs of `config`, when given)."""
+    from medunlearn.figures import (
+        ag_by_aug_figure,
+        clinical_figure,
+        forget_kinds_figure,
+        forget_size_figure,
+        roc_figure,
+        scores_figure,
+        subgroups_figure,
+    )
 
     title = getattr(config, "name", "results")
+    specs: list[ForgetConfig] = list(getattr(config, "forget", None) or [])
     atomic_write_text(out / "results.csv", csv_text(rows))
     atomic_write_json(out / "results.json", list(rows))
-    atomic_write_text(out / "report.md", markdown_report(rows, title))
+    atomic_write_text(out / "report.md", markdown_report(rows, title, specs))
+    if any(class_gaps(members) for members in by_scenario(rows).values()):
+        subgroups_figure(list(rows), out / "subgroups.png", f"{title}: per-class gaps to Retrain")
+    if forget_size_gaps(rows, specs):
+        forget_size_figure(
+            list(rows), specs, out / "forget_size.png", f"{title}: TA by forget size"
+        )
+    if forget_kinds(specs):
+        forget_kinds_figure(list(rows), specs, out / "forget_kinds.png", f"{title}: forget kinds")
     if any(r.get("fnr") is not None for r in rows):
         clinical_figure(list(rows), out / "clinical.png", f"{title}: clinical safety on test")
     if len({r.get("aug") for r in rows}) > 1:
@@ -406,3 +646,13 @@ def read_results(out: Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"no results in {out}: run `medunlearn run --out {out}` first")
     return json.loads(path.read_text())
+
+
+def markdown_table(
+    title: str, columns: Sequence[Column], cells: list[list[str]], first: str = "method"
+) -> list[str]:
+    """A titled markdown table: the `first` column, then one per column, one line per row."""
+    lines = ["", f"## {title}", ""]
+    lines.append(f"| {first} | " + " | ".join(c.header for c in columns) + " |")
+    lines.append("|---" * (len(columns) + 1) + "|")
+    return lines + ["| " + " | ".join(line) + " |" for line in cells]

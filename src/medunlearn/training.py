@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +34,8 @@ class FitResult:
     """The fitted model (the best epoch on validation when scored), its history and run time.
 
     `seconds` is the total over every run of this fit, `resumed_seconds` the part that earlier,
-    interrupted runs spent (read back from the resumable state)."""
+    interrupted runs spent (read back from the resumable state). `difficulty` (set by
+    `train_model`) is each training row's mean loss over the epochs."""
 
     model: nn.Module
     best_epoch: int
@@ -41,6 +43,51 @@ class FitResult:
     seconds: float
     resumed_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    difficulty: np.ndarray | None = None
+
+
+class Carried(typing.Protocol):
+    """What a fit's caller accumulates over the epochs besides the model: saved in every
+    resumable state and put back on resume, so a resumed fit ends as an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The accumulated tensors (on the CPU)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Put saved tensors back."""
+        ...
+
+
+class SampleLoss:
+    """Per training row, the sum over epochs of its cross-entropy (unweighted) in the training
+    forward and how often it was trained on: a difficulty (memorisation) proxy read off the
+    logits the loss already has, so it costs no extra pass. Accumulated on the device with
+    `index_add_`, never synchronised during an epoch."""
+
+    def __init__(self, n_rows: int, device: torch.device) -> None:
+        self.total = torch.zeros(n_rows, device=device)
+        self.count = torch.zeros(n_rows, device=device)
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, batch: Batch) -> None:
+        """Add one batch's per-sample losses to its rows."""
+        losses = F.cross_entropy(logits.detach().float(), batch.labels, reduction="none")
+        self.total.index_add_(0, batch.index, losses)
+        self.count.index_add_(0, batch.index, torch.ones_like(losses))
+
+    def mean(self) -> np.ndarray:
+        """Each row's mean training loss over the epochs (higher: harder; NaN where untrained)."""
+        return (self.total / self.count).cpu().numpy()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The sums and counts so far, on the CPU."""
+        return {"total": self.total.cpu(), "count": self.count.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore saved sums and counts."""
+        self.total.copy_(state["total"])
+        self.count.copy_(state["count"])
 
 
 def class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -123,18 +170,25 @@ def fit(
     state_path: Path | None = None,
     state_key: str = "",
     description: str = "train",
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    carried: Carried | None = None,
 ) -> FitResult:
     """SGD for `recipe.epochs` epochs; each epoch's batches and loss come from the caller.
 
     With `score` (validation), the best-scoring epoch's weights are kept, else the last. With
     `state_path`, the state is saved after every epoch and an interrupted fit with the same
-    `state_key` resumes from it, its earlier run time counted.
+    `state_key` resumes from it, its earlier run time counted. `on_epoch(epoch, model)` sees
+    the model after each epoch, before its state is saved (a tuning trial's pruning check,
+    which may stop the fit by raising: a resume then redoes that epoch and its check).
+    `carried` (what the caller's loss accumulates, e.g. per-sample losses) is saved and resumed
+    with the state.
     """
     model = engine.prepare(model)
     optimizer = engine.sgd(model, recipe.lr, recipe.momentum, recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs)
     generator = engine.generator(seed)
-    key = cache_key("fit", recipe, seed, state_key)
+    # a state saved without the carried part cannot resume a fit that carries one
+    key = cache_key("fit", recipe, seed, state_key, *([type(carried).__name__] if carried else []))
     start, best_val, best_epoch, history, resumed = 0, None, recipe.epochs, [], 0.0
     best_state = None
     saved = resume_state(state_path, key)
@@ -142,6 +196,8 @@ def fit(
         restore(saved, (model, optimizer, scheduler, generator))
         start, best_val, best_epoch = saved["epoch"], saved["best_val"], saved["best_epoch"]
         best_state, history, resumed = saved["best_state"], saved["history"], saved["seconds"]
+        if carried is not None:
+            carried.load_state_dict(saved["carried"])
         engine.progress.log(f"{description}: resuming after epoch {start}/{recipe.epochs}")
     elapsed = resumed
     for epoch in range(start, recipe.epochs):
@@ -160,10 +216,14 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
         history.append(entry)
         elapsed += time.perf_counter() - began
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
         if state_path is not None:
             loop = (model, optimizer, scheduler, generator)
+            extra = {} if carried is None else {"carried": carried.state_dict()}
             save_state(state_path, key, epoch + 1, loop, elapsed, best_val=best_val,
-                       best_epoch=best_epoch, best_state=best_state, history=history)  # fmt: skip
+                       best_epoch=best_epoch, best_state=best_state, history=history,
+                       **extra)  # fmt: skip
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(model, best_epoch, best_val, elapsed, resumed, history)
@@ -193,20 +253,24 @@ def train_model(
     description: str = "train",
 ) -> FitResult:
     """Supervised training on the training rows `indices` (the original model, Retrain): CE
-    (class-weighted when asked), the best epoch on validation kept, resumable."""
+    (class-weighted when asked), the best epoch on validation kept, resumable. The result's
+    `difficulty` is each training row's mean loss over the epochs (NaN for rows not trained on).
+    """
     if len(indices) == 0:
         raise ValueError("cannot train on an empty set of samples")
     labels = dataset.train.labels[indices]
     ce = cross_entropy(labels, dataset.n_classes, recipe.class_weighted, engine.device)
+    sample_loss = SampleLoss(len(dataset.train), engine.device)
 
     def loss_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        sample_loss.add(logits, batch)
         return ce(logits, batch.labels)
 
     def validation(model: nn.Module) -> float:
         logits = engine.logits(model, dataset.val.images, "validation")
         return selection_score(logits, dataset.val.labels, dataset.task)
 
-    return fit(
+    result = fit(
         model,
         recipe,
         engine,
@@ -217,4 +281,7 @@ def train_model(
         state_path=state_path,
         state_key=cache_key("rows", indices.tolist(), dataset.fingerprint),
         description=description,
+        carried=sample_loss,
     )
+    result.difficulty = sample_loss.mean()
+    return result

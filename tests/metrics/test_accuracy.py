@@ -7,7 +7,12 @@ import torch
 from medunlearn.data import Dataset, Split
 from medunlearn.forget import ForgetSet
 from medunlearn.metrics import Predictions, predict
-from medunlearn.metrics.accuracy import accuracy, balanced_accuracy, selection_score
+from medunlearn.metrics.accuracy import (
+    accuracy,
+    balanced_accuracy,
+    class_accuracy,
+    selection_score,
+)
 from medunlearn.metrics.evaluation import metrics_before_mia, mia_inputs
 from medunlearn.metrics.mia import mia_efficacy, true_class_confidence
 
@@ -113,3 +118,25 @@ def test_predict_gives_logits_of_every_train_and_test_sample(blood, original, en
     assert predictions.train.shape == (len(blood.train), blood.n_classes)
     assert predictions.test.shape == (len(blood.test), blood.n_classes)
     assert torch.allclose(predictions.test, engine.logits(original, blood.test.images))
+
+
+def test_per_class_ua_and_ta_by_hand():
+    """The hand example above, per class: forget rows 1, 4, 6, 9 have labels 1, 1, 0, 0, only
+    row 4 right; class 2 has no forget sample. Test: class 0 rows 0, 3 (1 right), class 1 rows
+    1, 4 (1 right), class 2 row 2 (right)."""
+    dataset = _dataset([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], [0, 1, 2, 0, 1])
+    forget_set = ForgetSet(np.array([1, 4, 6, 9]), 10, "hand", dataset.fingerprint)
+    train_predicted = [0, 0, 2, 0, 1, 2, 1, 1, 0, 2]
+    predictions = Predictions(_logits(train_predicted, 3), _logits([0, 1, 2, 1, 0], 3))
+    metrics = metrics_before_mia(predictions, dataset, forget_set)
+    per_class = {k: v for k, v in metrics.items() if "_c" in k}
+    assert per_class == {
+        "ua_c0": pytest.approx(100.0), "ua_c1": pytest.approx(50.0), "ua_c2": None,
+        "ta_c0": pytest.approx(50.0), "ta_c1": pytest.approx(50.0), "ta_c2": pytest.approx(100.0),
+    }  # fmt: skip
+
+
+def test_class_accuracy_by_hand():
+    logits = _logits([0, 1, 1, 2, 2, 2], 4)
+    labels = torch.tensor([0, 1, 2, 2, 2, 0])
+    assert class_accuracy(logits, labels, 4) == [50.0, 100.0, pytest.approx(200 / 3), None]

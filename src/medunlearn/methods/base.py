@@ -61,7 +61,8 @@ class Context:
 
     `earlier_seconds` collects the run time of work this call reuses instead of redoing (the
     epochs before a resume, a saliency mask read from the cache): it belongs to the method's
-    run time, and `unlearn` adds it."""
+    run time, and `unlearn` adds it. `on_epoch` sees the model after each epoch of a
+    single-phase fit (a tuning trial's pruning check)."""
 
     engine: Engine
     seed: int = 0
@@ -71,6 +72,7 @@ class Context:
     state_path: Path | None = None
     name: str = "unlearn"
     earlier_seconds: float = 0.0
+    on_epoch: Callable[[int, nn.Module], None] | None = None
 
     def augment_mode(self, params: Recipe) -> str:
         """The method's augmentation: its own if set, else the training recipe's."""
@@ -162,6 +164,7 @@ def fit_method(
         after_step=after_step,
         state_path=context.phase_state(phase),
         description=context.name if phase is None else f"{context.name} {phase}",
+        on_epoch=context.on_epoch if phase is None else None,
     )
     context.earlier_seconds += result.resumed_seconds
     return result.model

@@ -16,6 +16,21 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (logits.argmax(1) == labels).float().mean().item()
 
 
+def class_accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, n_classes: int
+) -> list[float | None]:
+    """Top-1 accuracy in percent among the samples of each true class (None: no sample of it)."""
+    correct = (logits.argmax(1) == labels).double()
+    hits = torch.bincount(labels, weights=correct, minlength=n_classes)
+    counts = torch.bincount(labels, minlength=n_classes)
+    return [100.0 * float(h) / int(n) if n else None for h, n in zip(hits, counts, strict=True)]
+
+
+def class_key(metric: str, c: int) -> str:
+    """The row key of a metric restricted to class c: `ua_c3`, `ta_c0`."""
+    return f"{metric}_c{c}"
+
+
 def balanced_recall(labels: np.ndarray, predicted: np.ndarray) -> float | None:
     """scikit-learn's balanced accuracy in percent: the mean recall over the classes present in
     `labels` (with one class present, its recall); None for no samples."""

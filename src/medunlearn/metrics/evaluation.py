@@ -11,7 +11,7 @@ from torch import nn
 from medunlearn.data import Dataset
 from medunlearn.engine import Engine
 from medunlearn.forget import ForgetSet
-from medunlearn.metrics.accuracy import accuracy
+from medunlearn.metrics.accuracy import accuracy, class_accuracy, class_key
 from medunlearn.metrics.clinical import clinical_metrics
 from medunlearn.metrics.mia import MiaInputs, timed_attack, true_class_confidence
 from medunlearn.metrics.privacy import (
@@ -80,10 +80,23 @@ def mia_inputs(
     )
 
 
+def per_class(predictions: Predictions, dataset: Dataset, forget_set: ForgetSet) -> dict:
+    """UA and TA within each class, `ua_c{c}` and `ta_c{c}` (None where a class has no forget
+    or test sample): a method that forgets one class's patients worse shows up here."""
+    forget, n = forget_set.forget_index, dataset.n_classes
+    forget_accuracy = class_accuracy(predictions.train[forget], dataset.train.labels[forget], n)
+    test_accuracy = class_accuracy(predictions.test, dataset.test.labels, n)
+    ua = {
+        class_key("ua", c): None if a is None else 100.0 - a for c, a in enumerate(forget_accuracy)
+    }
+    return {**ua, **{class_key("ta", c): a for c, a in enumerate(test_accuracy)}}
+
+
 def metrics_before_mia(
     predictions: Predictions, dataset: Dataset, forget_set: ForgetSet
 ) -> dict[str, float | None]:
-    """UA, RA, TA (percent), the MIA's place left None, plus clinical metrics on binary tasks."""
+    """UA, RA, TA (percent), the MIA's place left None, UA and TA per class, plus clinical
+    metrics on binary tasks."""
     labels = dataset.train.labels
     forget, retain = forget_set.forget_index, forget_set.retain_index
     metrics: dict[str, float | None] = {
@@ -91,6 +104,7 @@ def metrics_before_mia(
         "ra": accuracy(predictions.train[retain], labels[retain]),
         "ta": accuracy(predictions.test, dataset.test.labels),
         "mia": None,
+        **per_class(predictions, dataset, forget_set),
     }
     if dataset.n_classes == 2 and dataset.positive_class == 1:
         metrics.update(clinical_summary(predictions, dataset, forget_set))

@@ -1,0 +1,27 @@
+"""The example configs: each is a valid config, and those of the analyses ask for what their
+README section says."""
+
+from pathlib import Path
+
+import pytest
+
+from medunlearn.config import load_config
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_is_a_valid_config(path: Path) -> None:
+    assert load_config(path).methods
+
+
+def test_the_analyses_configs() -> None:
+    folder = EXAMPLES[0].parent
+    sizes = load_config(folder / "forget-size-bloodmnist.yaml").forget
+    assert [(f.mode, f.fraction) for f in sizes] == [
+        ("random", x) for x in (0.01, 0.05, 0.1, 0.2, 0.5)
+    ]
+    kinds = load_config(folder / "easy-hard-bloodmnist.yaml").forget
+    assert [(f.mode, f.fraction, f.pool) for f in kinds] == [
+        ("easy", 0.05, 0.1), ("random", 0.05, 0.1), ("hard", 0.05, 0.1)
+    ]  # fmt: skip
