@@ -510,10 +510,7 @@ def markdown_report(rows: Sequence[dict], title: str, specs: Sequence[ForgetConf
         "training loss of the original model.",
     ]
     for table_title, columns, cells in [*_tables(rows), *analysis_tables(rows, specs)]:
-        lines += ["", f"## {table_title}", ""]
-        lines.append("| method | " + " | ".join(c.header for c in columns) + " |")
-        lines.append("|---" * (len(columns) + 1) + "|")
-        lines += ["| " + " | ".join(line) + " |" for line in cells]
+        lines += markdown_table(table_title, columns, cells)
     for title_of_checks, checks in sanity_checks(rows):
         lines += ["", f"## checks: {title_of_checks}", ""]
         lines += [f"- {check}" for check in checks]
