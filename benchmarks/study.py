@@ -5,8 +5,9 @@ the same trials and held-out rows.
 Three runs of one study, each with fresh cache and output folders (nothing is reused):
 
 - sequential: every job in this process, on every core;
-- Ray, one job at a time (`runtime.job_cpus` = the cores): the same threads per job, so the
-  same results to the last bit; the ratio to sequential is what Ray's tasks cost;
+- Ray, one job at a time (`runtime.job_cpus` = the cores): the same threads per job; the
+  ratio to sequential is what Ray's tasks cost (results may still differ by rounding: CPU
+  inference picks its path by timing);
 - Ray, jobs side by side (`job_cpus` 1): one job per core; numbers then differ from the
   sequential run's by float rounding (a training's sums depend on its thread count), and the
   ratio is what spreading the jobs gains.

@@ -7,16 +7,17 @@ import pytest
 
 from medunlearn.config import load_config
 
-EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+FOLDER = Path(__file__).parents[1] / "examples"
+EXAMPLES = sorted(FOLDER.rglob("*.yaml"))  # the tuned recipes in examples/recipes/ too
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(FOLDER)) for p in EXAMPLES])
 def test_every_example_is_a_valid_config(path: Path) -> None:
     assert load_config(path).methods
 
 
 def test_the_analyses_configs() -> None:
-    folder = EXAMPLES[0].parent
+    folder = FOLDER
     sizes = load_config(folder / "forget-size-bloodmnist.yaml").forget
     assert [(f.mode, f.fraction) for f in sizes] == [
         ("random", x) for x in (0.01, 0.05, 0.1, 0.2, 0.5)
@@ -25,3 +26,9 @@ def test_the_analyses_configs() -> None:
     assert [(f.mode, f.fraction, f.pool) for f in kinds] == [
         ("easy", 0.05, 0.1), ("random", 0.05, 0.1), ("hard", 0.05, 0.1)
     ]  # fmt: skip
+
+
+def test_a_shipped_recipe_names_no_machines_folders() -> None:
+    for path in sorted((FOLDER / "recipes").glob("*.yaml")):
+        config = load_config(path)
+        assert config.runtime.cache_dir is None and config.data.root is None, path
