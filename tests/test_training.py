@@ -71,23 +71,8 @@ def test_state_of_another_recipe_is_not_resumed(blood, engine, tmp_path):
 def test_interrupted_run_resumes_bitwise(blood, engine, tmp_path, monkeypatch, schedule):
     recipe = _recipe(epochs=3, schedule=schedule)
     full = _train(blood, engine, recipe)
-    state = tmp_path / "state.pt"
-    real_logits = engine.logits
-    calls = []
-
-    def interrupt_in_epoch_2(model, images, description=""):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_logits(model, images, description)
-
-    monkeypatch.setattr(engine, "logits", interrupt_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        _train(blood, engine, recipe, state_path=state)
-    monkeypatch.setattr(engine, "logits", real_logits)
-    assert torch.load(state, weights_only=True)["epoch"] == 1
     # a fresh process would build a differently initialised model: the state replaces it
-    resumed = _train(blood, engine, recipe, state_path=state, init_seed=123)
+    resumed = _interrupted_then_resumed(blood, engine, recipe, tmp_path / "state.pt", monkeypatch)
     assert resumed.history == full.history
     assert _same_weights(resumed.model, full.model)
     assert resumed.best_epoch == full.best_epoch

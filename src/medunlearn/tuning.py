@@ -39,7 +39,7 @@ from medunlearn.config import (
 from medunlearn.data import Split
 from medunlearn.engine import Engine
 from medunlearn.executor import Executor, Job, executor_for, run_jobs
-from medunlearn.experiment import prepare_run, run, validate
+from medunlearn.experiment import method_list, prepare_run, run, validate
 from medunlearn.figures import overhead_figure, trials_figure
 from medunlearn.forget import ForgetSet, select_forget
 from medunlearn.methods import Context, UnlearnData
@@ -48,7 +48,7 @@ from medunlearn.methods.registry import method_params
 from medunlearn.metrics import predict
 from medunlearn.metrics.evaluation import metrics_before_mia, mia_inputs
 from medunlearn.metrics.gap import AG_METRICS, average_gap
-from medunlearn.pipeline import RETRAIN, row_key, run_method, train_original
+from medunlearn.pipeline import row_key, run_method, train_original
 from medunlearn.progress import NullProgress, Progress, StudyView
 from medunlearn.report import (
     UNLEARNING_TABLE,
@@ -219,7 +219,7 @@ def problem(config: ExperimentConfig, progress: Progress | None) -> Problem:
     data = UnlearnData(dataset, forget_set)
     probe = probe_data(data, seeds.attack)
     context = Context(engine, seeds.retrain, config.train, config.model, store, name="retrain")
-    retrain = next((m for m in config.methods if m.name == "retrain"), RETRAIN)
+    retrain = method_list(config)[1]
     key = row_key(config, dataset, seeds, forget_set, retrain)
     path = store.path("tune-reference", cache_key("reference", key, seeds.attack), ".json")
     if path.is_file():
@@ -406,7 +406,7 @@ def held_out_config(config: ExperimentConfig, tuning: Tuning) -> ExperimentConfi
     params and at the tuned ones, on the held-out seeds (other forget sets and originals)."""
     method = tuning.method
     base = method.label or method.name
-    retrain = next((m for m in config.methods if m.name == "retrain"), RETRAIN)
+    retrain = method_list(config)[1]
     default = dataclasses.replace(method, label=f"{base}-untuned")
     tuned = MethodConfig(method.name, {**method.params, **tuning.best["params"]}, f"{base}-tuned")
     name = f"{config.name}-{base}-tuned"
