@@ -90,7 +90,8 @@ def test_methods():
 def _printed_metrics(result) -> dict[str, float]:
     """The `name: value` lines `evaluate` prints."""
     pairs = (line.split(":", 1) for line in result.stdout.splitlines() if ":" in line)
-    return {key.strip(): float(value) for key, value in pairs if value.strip() != "n/a"}
+    skipped = ("n/a", "True", "False")
+    return {key.strip(): float(value) for key, value in pairs if value.strip() not in skipped}
 
 
 def test_train_unlearn_evaluate_report(config_file, tmp_path):

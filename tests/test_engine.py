@@ -1,5 +1,6 @@
 """Engine: batches cover their rows once per epoch, seeded order, eval-mode inference."""
 
+import dataclasses
 import platform
 
 import pytest
@@ -8,6 +9,7 @@ from torch import nn
 
 import medunlearn.engine as engine_module
 import medunlearn.experiment as experiment
+import medunlearn.study.setup as study_setup
 from medunlearn.augment import build_augment
 from medunlearn.config import ConfigError, ModelConfig, RuntimeConfig
 from medunlearn.data import Split
@@ -19,6 +21,7 @@ from medunlearn.engine import (
     resolve_device,
 )
 from medunlearn.models import build_model
+from medunlearn.training import train_one_epoch
 
 
 def _split(n: int) -> Split:
@@ -95,22 +98,25 @@ def test_cpu_logits_of_a_cnn_match_the_model_in_float32_only_on_onednn(engine):
     with torch.inference_mode():
         expected = model.eval()(images)
     assert torch.allclose(logits, expected, rtol=1e-4, atol=1e-5)
-    assert engine.onednn == torch.backends.mkldnn.is_available()
-    assert not Engine(RuntimeConfig(device="cpu", threads=1, bf16=True)).onednn
+    onednn = torch.backends.mkldnn.is_available()
+    assert engine.inference_path == ("onednn" if onednn else "folded")
+    assert Engine(RuntimeConfig(device="cpu", threads=1, bf16=True)).inference_path == "folded"
 
 
-def test_train_epoch_returns_mean_loss_and_steps(engine):
+def test_train_one_epoch_returns_mean_loss_and_steps(engine):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 5))
     split = Split(torch.randn(12, 1, 4, 4), torch.arange(12) % 5)
     optimizer = engine.sgd(model, lr=0.1, momentum=0.0, weight_decay=0.0)
     steps = []
     before = [p.detach().clone() for p in model.parameters()]
-    loss = engine.train_epoch(
+    loss = train_one_epoch(
         model,
-        engine.batches(split, torch.arange(12), 5, engine.generator(0)),
-        optimizer,
         lambda logits, batch: nn.functional.cross_entropy(logits, batch.labels),
+        optimizer,
+        engine.batches(split, torch.arange(12), 5, engine.generator(0)),
+        engine,
+        0,
         after_step=lambda: steps.append(1),
     )
     assert len(steps) == 3
@@ -159,7 +165,11 @@ def test_an_engine_leaves_the_process_settings_alone(monkeypatch):
 
 def test_run_configures_the_process(make_config, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(experiment, "configure_process", seen.append)
+    monkeypatch.setattr(study_setup, "configure_process", seen.append)
     config = make_config()
     experiment.run(config, tmp_path / "out")
-    assert seen and all(runtime == config.runtime for runtime in seen)  # once per job
+    resolved = dataclasses.replace(
+        config.runtime, inference_path=Engine(config.runtime).inference_path
+    )
+    assert seen[0] == config.runtime  # the driver, then each job with the path resolved
+    assert len(seen) > 1 and all(runtime == resolved for runtime in seen[1:])

@@ -18,6 +18,7 @@ from medunlearn.config import ModelConfig, RuntimeConfig
 from medunlearn.data import Split
 from medunlearn.engine import Engine
 from medunlearn.models import build_model
+from medunlearn.training import train_one_epoch
 
 N_ROWS, BATCH, CLASSES = 50, 16, 4
 SGD = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
@@ -82,9 +83,10 @@ def test_engine_epochs_equal_the_reference_loop(mode, channels_last):
         )
         seen: list = []
         batches = engine.batches(split, rows, BATCH, generator, augment)
-        loss = engine.train_epoch(
-            model, _recorded(batches, seen), optimizer, lambda lg, b: F.cross_entropy(lg, b.labels)
-        )
+        loss = train_one_epoch(
+            model, lambda lg, b: F.cross_entropy(lg, b.labels), optimizer,
+            _recorded(batches, seen), engine, _epoch,
+        )  # fmt: skip
         assert len(seen) == len(expected)
         for batch, (images, chunk) in zip(seen, expected, strict=True):
             assert torch.equal(batch.index, chunk)
@@ -157,9 +159,8 @@ def _train_once(engine: Engine, model: nn.Module) -> float:
     split = _split()
     optimizer = engine.sgd(model, **SGD)
     batches = engine.batches(split, torch.arange(N_ROWS), BATCH, engine.generator(0))
-    return engine.train_epoch(
-        model, batches, optimizer, lambda lg, b: F.cross_entropy(lg, b.labels)
-    )
+    return train_one_epoch(model, lambda lg, b: F.cross_entropy(lg, b.labels), optimizer, batches,
+                           engine, 0)  # fmt: skip
 
 
 def _train_with_compile(monkeypatch, fake_compile) -> list[str]:

@@ -7,14 +7,21 @@ import sys
 import pytest
 
 from medunlearn import experiment
-from medunlearn.config import ConfigError, ForgetConfig, MethodConfig, MissingExtra, RuntimeConfig
+from medunlearn.config import (
+    ConfigError,
+    EvaluationConfig,
+    ForgetConfig,
+    MethodConfig,
+    MissingExtra,
+    RuntimeConfig,
+)
 from medunlearn.executor import Job, SequentialExecutor, make_executor, run_jobs
 from medunlearn.progress import NullProgress, StudyView
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
 # columns that differ between two runs of the same study: wall times, and rows' run times
-TIMING = {"rte_min", "eval_s", "speedup", "bank_min", "repeats_min"}
+TIMING = {"rte_min", "eval_s", "speedup", "bank_min", "repeats_min", "relearn_s"}
 
 
 def _double(value: int, *, progress) -> int:
@@ -80,3 +87,23 @@ def test_ray_jobs_threads_must_match_their_cores():
     with pytest.raises(ConfigError, match="job_cpus"):
         RuntimeConfig(executor="ray", threads=2, job_cpus=1)
     assert RuntimeConfig(executor="ray", threads=2, job_cpus=2).job_cpus == 2
+
+
+@needs_ray
+@pytest.mark.slow
+def test_repeats_bank_and_rmia_jobs_on_ray_give_the_sequential_rows(make_config, tmp_path):
+    """Each repeated run, bank model and RMIA's a is a Ray task of its own; the rows are those
+    of the sequential executor."""
+    config = make_config([MethodConfig("ft", {"epochs": 1, "batch_size": 16})])
+    config.evaluation = EvaluationConfig(bank=3, repeats=3)
+    experiment.run(config, tmp_path / "sequential")
+    config.runtime.cache_dir = str(tmp_path / "ray-cache")
+    config.runtime.executor = "ray"
+    executor = make_executor(config.runtime)
+    try:
+        experiment.run(config, tmp_path / "ray", executor=executor)
+    finally:
+        executor.close()
+    ray_table = _table(tmp_path / "ray" / "results.csv")
+    assert ray_table == _table(tmp_path / "sequential" / "results.csv")
+    assert ray_table[2]["ulira_acc"] != ""

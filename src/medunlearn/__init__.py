@@ -12,7 +12,7 @@ from medunlearn.deletion import serve_deletion
 from medunlearn.experiment import run
 from medunlearn.forget import select_forget
 from medunlearn.methods import unlearn
-from medunlearn.metrics import evaluate_model as evaluate
+from medunlearn.metrics.evaluate import evaluate
 from medunlearn.models import build_model
 from medunlearn.training import train_model as train
 

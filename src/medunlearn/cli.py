@@ -76,11 +76,11 @@ def _config(
     return load_config(config, [*(overrides or []), *extra])
 
 
-def _print_tables(rows: list[dict]) -> None:
+def _print_tables(rows: list[dict], config=None) -> None:
     """The results tables on the terminal."""
-    from medunlearn.report import rich_tables
+    from medunlearn.report.write import rich_tables, study_of
 
-    for table in rich_tables(rows):
+    for table in rich_tables(study_of(rows, config)):
         console.print(table)
 
 
@@ -101,7 +101,7 @@ def run(
         resolved = _config(config, set_, data_root, cache, executor, address)
         with RichProgress(errors) as progress:
             rows = run_experiment(resolved, out, progress)
-    _print_tables(rows)
+    _print_tables(rows, resolved)
     console.print(f"results: {out / 'results.csv'}, {out / 'report.md'}")
 
 
@@ -166,6 +166,7 @@ def unlearn(
     ] = None,
     out: OutOpt = Path("runs/deletion"),
     data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Serve a deletion request: unlearned checkpoint plus an audit report."""
@@ -173,10 +174,11 @@ def unlearn(
 
     with _user_errors():
         params = parse_assignments(param or [], "--param")
+        runtime = RuntimeConfig(device=device, cache_dir=cache)
         with RichProgress(errors) as progress:
             result = serve_deletion(
-                checkpoint, forget_ids, MethodConfig(method, params), out, data_root,
-                RuntimeConfig(device=device), progress,
+                checkpoint, forget_ids, MethodConfig(method, params), out, data_root, runtime,
+                progress,
             )  # fmt: skip
     console.print(result.report.read_text())
     console.print(f"unlearned model: {result.checkpoint}; audit: {result.report}")
@@ -187,39 +189,33 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Option(help="model to evaluate")],
     forget_ids: Annotated[Path, typer.Option(help="ids of the forget set")],
     data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """UA, RA, TA and MIA (plus clinical metrics on binary tasks) of a checkpoint."""
-    from medunlearn.checkpoints import load_model
-    from medunlearn.data import load_dataset
-    from medunlearn.deletion import config_from_checkpoint
-    from medunlearn.engine import Engine, configure_process
-    from medunlearn.forget import load_forget_set
-    from medunlearn.metrics import evaluate_model
+    from medunlearn.deletion import evaluate_checkpoint, open_checkpoint
 
     with _user_errors():
-        runtime = RuntimeConfig(device=device)
-        configure_process(runtime)
-        config = config_from_checkpoint(checkpoint, data_root)
-        dataset = load_dataset(config.data)
-        trained = load_model(checkpoint, config.model, dataset)
-        forget_set = load_forget_set(forget_ids, dataset)
+        runtime = RuntimeConfig(device=device, cache_dir=cache)
+        session, trained, forget_set = open_checkpoint(checkpoint, forget_ids, data_root, runtime)
         seed = int(trained.meta.get("seed", 0))
-        metrics, _ = evaluate_model(trained.model, dataset, forget_set, Engine(runtime), seed)
+        metrics = evaluate_checkpoint(trained.model, session, forget_set, seed)
+    from medunlearn.analyses.tables import fmt
+
     for key, value in metrics.items():
-        console.print(f"{key:>20}: {'n/a' if value is None else f'{value:.4g}'}")
+        console.print(f"{key:>20}: {fmt(value, None)}")
 
 
 @app.command()
 def report(out: Annotated[Path, typer.Argument(help="folder of a finished run")]) -> None:
-    """Print a run's tables again and rewrite its report.md and results.csv."""
-    from medunlearn.report import read_results, write_results
+    """Print a run's tables again and rewrite its report.md, results.csv and figures."""
+    from medunlearn.report.write import read_results, write_results
 
     with _user_errors():
         rows = read_results(out)
         config = load_config(out / "config.yaml") if (out / "config.yaml").is_file() else None
         write_results(out, rows, config)
-    _print_tables(rows)
+    _print_tables(rows, config)
 
 
 @app.command()

@@ -96,6 +96,7 @@ ForgetMode = Literal["random", "balanced", "skewed", "class", "ids", "easy", "ha
 DIFFICULTY_MODES = ("easy", "hard")
 DEFAULT_POOL = 0.1
 Executor = Literal["sequential", "ray"]
+InferencePath = Literal["auto", "eager", "folded", "onednn"]
 Sampler = Literal["tpe", "grid"]
 Objective = Literal["ag", "risk_2"]
 
@@ -260,7 +261,14 @@ class RuntimeConfig(Checked):
     fraction shares one). `address` names a running Ray cluster (`ray://host:10001`, `auto`);
     None takes $RAY_ADDRESS, else starts a local cluster sized to this machine. A training's
     float sums depend on its thread count, so a study gives the same numbers to the last bit
-    on either executor when its jobs have the same threads (`threads` = `job_cpus`)."""
+    on either executor when its jobs have the same threads (`threads` = `job_cpus`).
+
+    `inference_path` is how a trained model runs for evaluation: as it is (`eager`), with
+    batch norm folded into its convs (`folded`), or folded with its conv regions on oneDNN
+    tensors (`onednn`, float32 CPUs). The paths round differently, so a study runs one path
+    throughout, recorded in its results; `auto` takes it from the device and precision alone
+    (never from a timing, which could differ between two runs): onednn for float32 on a CPU
+    with oneDNN, folded otherwise. `benchmarks/throughput.py` times the paths on a machine."""
 
     device: str = "auto"
     threads: int | None = constrained(None, AT_LEAST_ONE)
@@ -273,6 +281,7 @@ class RuntimeConfig(Checked):
     address: str | None = None
     job_cpus: int = constrained(1, AT_LEAST_ONE)
     job_gpus: float = constrained(0.0, NON_NEGATIVE)
+    inference_path: InferencePath = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -293,12 +302,31 @@ class EvaluationConfig(Checked):
     first N bank models (so N <= K); with `shadow_originals` each run starts from an original
     of its own (U-LiRA's shadow pipelines) instead of the one original (the challenge's
     protocol). `rmia_a`: offline RMIA's a (its Pr(x) approximation); None tunes it on the
-    original model against the bank, once per forget set and seed."""
+    original model against the bank, once per forget set and seed (a job of its own).
+
+    `relearn` (opt-in, it trains): each row's relearn time, the epochs of fine-tuning on the
+    forget set (the training recipe's lr, momentum and batch) until its accuracy there is back
+    within `relearn_tolerance` of the original model's, at most `relearn_epochs`, and its
+    anamnesis index against Retrain's (ERASURE)."""
 
     bank: int = constrained(0, NON_NEGATIVE)
     repeats: int = constrained(0, NON_NEGATIVE)
     shadow_originals: bool = False
     rmia_a: float | None = constrained(None, UNIT)
+    relearn: bool = False
+    relearn_epochs: int = constrained(10, AT_LEAST_ONE)
+    relearn_tolerance: float = constrained(0.05, Interval(0, 1, "left"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bank == 1:
+            raise ConfigError("evaluation.bank must be 0 (off) or at least 2; got 1")
+        if self.repeats and not 3 <= self.repeats <= self.bank:
+            raise ConfigError(
+                "evaluation.repeats must be 0 (off) or between 3 and evaluation.bank (the "
+                f"forgetting score compares N unlearned with N bank models); got {self.repeats} "
+                f"with bank {self.bank}"
+            )
 
 
 @dataclass
@@ -346,10 +374,11 @@ def _lr_space() -> dict[str, SearchRange]:
 class TuneConfig(Checked):
     """A hyper-parameter search of one method against Retrain (`medunlearn tune`).
 
-    Trials run on the forget set and original of seed `seed`; the objective (AG to Retrain,
-    or the model's Global Risk II on binary tasks) is minimised by Optuna's `sampler`, with
-    median pruning on the per-epoch objective once `startup_trials` trials finished, after
-    `warmup_epochs`. `parallel` trials are asked at a time (they run side by side on Ray, and
+    Trials run on the forget sets and originals of the seeds `seed` (one or more: a trial's
+    objective is the mean over them, so no one forget set's noise is fitted); the objective (AG
+    to Retrain, or the model's Global Risk II on binary tasks) is minimised by Optuna's
+    `sampler`, with median pruning on the per-epoch objective (the seeds' epochs one after the
+    other) once `startup_trials` trials finished, after `warmup_epochs`. `parallel` trials are asked at a time (they run side by side on Ray, and
     each is pruned against the trials before its batch only, so any executor gives the same
     study). The best params are then evaluated on the `held_out` seeds: other originals,
     forget sets and Retrains, so the reported AG is not the one tuned on."""
@@ -363,16 +392,18 @@ class TuneConfig(Checked):
     startup_trials: int = constrained(4, NON_NEGATIVE)
     warmup_epochs: int = constrained(1, NON_NEGATIVE)
     parallel: int = constrained(1, AT_LEAST_ONE)
-    seed: int = 0
+    seed: list[int] = field(default_factory=lambda: [0])
     held_out: list[int] = field(default_factory=lambda: [1, 2])
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.space:
             raise ConfigError("tune.space is empty: name at least one param to search")
-        if self.seed in self.held_out:
+        if not self.seed or len(set(self.seed)) < len(self.seed):
+            raise ConfigError(f"tune.seed must name one or more distinct seeds; got {self.seed}")
+        if shared := sorted(set(self.seed) & set(self.held_out)):
             raise ConfigError(
-                f"tune.held_out {self.held_out} holds the tuning seed {self.seed}: the held-out "
+                f"tune.held_out {self.held_out} holds the tuning seed(s) {shared}: the held-out "
                 "seeds must be other seeds, or the reported AG is the tuned one"
             )
 

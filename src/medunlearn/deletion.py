@@ -19,20 +19,17 @@ from medunlearn.config import (
     TrainConfig,
     from_dict,
 )
-from medunlearn.data import Dataset, load_dataset
-from medunlearn.engine import Engine, configure_process
 from medunlearn.forget import ForgetSet, load_forget_set
 from medunlearn.methods import Context, UnlearnData, unlearn
-from medunlearn.metrics import evaluate_model
+from medunlearn.metrics.evaluate import Request, evaluate
 from medunlearn.progress import Progress
 from medunlearn.store import (
-    Store,
     atomic_write_json,
     atomic_write_text,
-    cache_root,
     load_checkpoint,
     save_checkpoint,
 )
+from medunlearn.study.setup import Session, open_session
 
 
 @dataclass
@@ -55,8 +52,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def config_from_checkpoint(path: Path, data_root: str | None) -> ExperimentConfig:
-    """The data, model and recipe a checkpoint was trained with (data folder overridable)."""
+def config_from_checkpoint(
+    path: Path, data_root: str | None, runtime: RuntimeConfig | None = None
+) -> ExperimentConfig:
+    """The data, model and recipe a checkpoint was trained with (data folder overridable), and
+    the runtime to serve it with."""
     _, meta = load_checkpoint(path)
     try:
         data = from_dict(DataConfig, {**meta["data"], "root": data_root or meta["data"]["root"]})
@@ -66,7 +66,28 @@ def config_from_checkpoint(path: Path, data_root: str | None) -> ExperimentConfi
         raise ConfigError(
             f"{path}: the checkpoint lacks its training metadata ({error})"
         ) from error
-    return ExperimentConfig(data=data, model=model, train=train)
+    return ExperimentConfig(data=data, model=model, train=train, runtime=runtime or RuntimeConfig())
+
+
+def open_checkpoint(
+    checkpoint: Path,
+    forget_ids: Path,
+    data_root: str | None,
+    runtime: RuntimeConfig | None,
+    progress: Progress | None = None,
+) -> tuple[Session, TrainedModel, ForgetSet]:
+    """The set-up of a one-off request (`unlearn`, `evaluate`): the checkpoint's config, its
+    session (the same set-up as `run`, cache folder included), its model and the forget set."""
+    config = config_from_checkpoint(checkpoint, data_root, runtime)
+    session = open_session(config, progress)
+    original = load_model(checkpoint, config.model, session.dataset)
+    return session, original, load_forget_set(forget_ids, session.dataset)
+
+
+def evaluate_checkpoint(model, session: Session, forget_set: ForgetSet, seed: int) -> dict:
+    """Every metric of a model on the forget set, its attacks computed at once."""
+    result = evaluate(model, session.dataset, forget_set, session.engine, Request(seed))
+    return result.columns
 
 
 def _package_version() -> str:
@@ -144,20 +165,15 @@ def serve_deletion(
     """Unlearn the ids from a trained checkpoint; write unlearned.safetensors, audit.md and
     audit.json."""
     checkpoint, forget_ids, out = Path(checkpoint), Path(forget_ids), Path(out)
-    config = config_from_checkpoint(checkpoint, data_root)
-    runtime = runtime or RuntimeConfig()
-    configure_process(runtime)
-    engine = Engine(runtime, progress)
-    dataset: Dataset = load_dataset(config.data, cache_dir=runtime.cache_dir)
-    original: TrainedModel = load_model(checkpoint, config.model, dataset)
-    forget_set: ForgetSet = load_forget_set(forget_ids, dataset)
-    seed = int(original.meta.get("seed", 0))
-    before, _ = evaluate_model(original.model, dataset, forget_set, engine, seed)
-    context = Context(
-        engine, seed, config.train, config.model, Store(cache_root(runtime.cache_dir))
+    session, original, forget_set = open_checkpoint(
+        checkpoint, forget_ids, data_root, runtime, progress
     )
+    engine, dataset, config = session.engine, session.dataset, session.config
+    seed = int(original.meta.get("seed", 0))
+    before = evaluate_checkpoint(original.model, session, forget_set, seed)
+    context = Context(engine, seed, config.train, config.model, session.store)
     result = unlearn(original.model, UnlearnData(dataset, forget_set), method, context)
-    after, _ = evaluate_model(result.model, dataset, forget_set, engine, seed)
+    after = evaluate_checkpoint(result.model, session, forget_set, seed)
     out.mkdir(parents=True, exist_ok=True)
     output = out / "unlearned.safetensors"
     save_checkpoint(output, result.model, {**original.meta, "unlearned": method.name})

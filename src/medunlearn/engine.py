@@ -4,9 +4,8 @@ Data stays uint8 and is moved to the device once (`resident`); each batch is gat
 (`index_select`, no float copy of a split) and augmented on the device. No step waits on the
 device: the loss is summed on the device and read once per epoch. On the CPU, inference feeds
 channels-last chunks of at most ~200k pixels per channel (activations that stay in cache: about
-3x faster for the small CNN than 1024-image NCHW chunks) and each model runs on the fastest of
-its eager, folded and (float32) oneDNN paths, found by timing its first chunks
-(`medunlearn.inference`). On CUDA,
+3x faster for the small CNN than 1024-image NCHW chunks) and every model runs on the one path
+of the study (`runtime.inference_path`, see `medunlearn.inference`). On CUDA,
 splits that do not fit in half the free device memory stay on the host (a memory-mapped set):
 each batch is gathered into pinned memory and copied without blocking. Process-wide settings
 (threads, glibc's malloc thresholds, cuDNN / TF32 flags) are set once by `configure_process`.
@@ -18,7 +17,7 @@ import contextlib
 import ctypes
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +27,7 @@ from torch.backends import mkldnn
 from medunlearn.augment import Augment
 from medunlearn.config import ConfigError, RuntimeConfig
 from medunlearn.data import Split
-from medunlearn.inference import PATHS, Calibration, calibration_key, inference_paths
+from medunlearn.inference import PATHS, resolve_path
 from medunlearn.progress import NullProgress, Progress
 
 LossFn = Callable[[torch.Tensor, "Batch"], torch.Tensor]
@@ -128,10 +127,11 @@ class Engine:
         self.channels_last = runtime.channels_last
         self.compile = runtime.compile
         self.eval_batch_size = runtime.eval_batch_size
-        # float32 CPU inference may run conv regions on oneDNN tensors (models.onednn_layout);
-        # CPU inference takes the path found fastest here, per model and input shape
-        self.onednn = self.device.type == "cpu" and not self.bf16 and mkldnn.is_available()
-        self.calibration = Calibration()
+        # float32 CPU inference may run conv regions on oneDNN tensors (models.onednn_layout)
+        onednn = self.device.type == "cpu" and not self.bf16 and mkldnn.is_available()
+        self.inference_path = resolve_path(
+            runtime.inference_path, self.device.type == "cpu", onednn
+        )
         self.progress = progress or NullProgress()
         # id(host tensor) -> (host tensor, its device copy, or None when it stays on the host)
         self._copies: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -204,7 +204,7 @@ class Engine:
         """Move a model to the device (channels-last where asked); set up compilation if asked.
 
         The model object itself is returned (same parameters, same state-dict keys). With
-        `runtime.compile`, `train_epoch` runs its forward through `torch.compile`; when the
+        `runtime.compile`, the training forward (`forward`) runs through `torch.compile`; when the
         compiler is missing or fails, training goes on eagerly after one logged message.
         """
         model = model.to(self.device)
@@ -293,34 +293,6 @@ class Engine:
                 images = augment(images, generator)
             yield Batch(self._memory_format(images), data.labels.index_select(0, rows), rows)
 
-    def train_epoch(
-        self,
-        model: nn.Module,
-        batches: Iterable[Batch],
-        optimizer: torch.optim.Optimizer,
-        loss_fn: LossFn,
-        after_step: Callable[[], None] | None = None,
-        description: str = "train",
-        total: int | None = None,
-    ) -> float:
-        """One pass over `batches`: forward, loss, backward, step; returns the mean loss."""
-        model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        steps = 0
-        with self.progress.task(description, total) as task:
-            for batch in batches:
-                with self.autocast():
-                    loss = loss_fn(self.forward(model, batch.images), batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if after_step is not None:
-                    after_step()
-                loss_sum += loss.detach().float()
-                steps += 1
-                task.advance()
-        return float(loss_sum) / max(steps, 1)
-
     def inference_chunk(self, images: torch.Tensor) -> int:
         """Images per inference chunk: eval_batch_size, capped on the CPU to stay in cache."""
         if self.device.type != "cpu" or images.ndim != 4:
@@ -332,38 +304,23 @@ class Engine:
     def logits(self, model: nn.Module, images: torch.Tensor, description: str = "") -> torch.Tensor:
         """Float32 logits of every image (eval mode, no augmentation), gathered on the CPU.
 
-        The model is moved to the device first (a model loaded from a checkpoint may not be) and
-        set to eval mode. On a GPU its batch norms are folded into their convs for the pass. On
-        the CPU it runs on the path found fastest on this machine for its structure and input
-        shape (`inference.Calibration`): as it is, folded, or (float32) folded with its conv
-        regions on oneDNN tensors; the first chunks try each in turn. The progress task counts
-        images.
+        The model is moved to the device first (a model loaded from a checkpoint may not be),
+        set to eval mode and run on the study's inference path (`inference_path`), in chunks.
+        The progress task counts images.
         """
         model = self.prepare(model).eval()
         source = self._device_copy(images)
         source = images if source is None else source
-        paths = inference_paths(self.device.type == "cpu", self.onednn)
-        key = calibration_key(model, images, paths)
+        graph = PATHS[self.inference_path](model)
         size = self.inference_chunk(images)
-        built: dict[str, nn.Module] = {}  # the paths run in this call
-        outputs, start = [], 0
+        outputs = []
         with self.progress.task(description or "inference", len(source)) as task:
-            while start < len(source):
-                path, timed = self.calibration.next_path(key, paths)
-                if path not in built:
-                    built[path] = PATHS[path](model)
+            for start in range(0, len(source), size):
                 chunk = source[start : start + size]
                 if chunk.device != self.device:
                     chunk = chunk.pin_memory().to(self.device, non_blocking=True)
-                chunk = self._memory_format(chunk, inference=True)
-                began = self.calibration.clock()
                 with self.autocast():
-                    outputs.append(built[path](chunk).float())
-                seconds = self.calibration.clock() - began
-                timed = timed and len(chunk) == size  # a short last chunk is not timed
-                if timed and self.calibration.record(key, path, seconds, len(chunk)):
-                    self.progress.log(self.calibration.describe(key))
-                start += len(chunk)
+                    outputs.append(graph(self._memory_format(chunk, inference=True)).float())
                 task.advance(len(chunk))
         return torch.cat(outputs).cpu() if outputs else torch.empty(0)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -60,6 +61,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def atomic_save(path: Path, data: dict) -> None:
     """torch.save a dict of tensors and plain values atomically."""
     atomic_write(path, lambda tmp: torch.save(data, tmp))
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write named numpy arrays as one npz file, atomically (data, never pickled objects)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays `save_arrays` wrote (pickled objects refused)."""
+    with np.load(path, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}
 
 
 def load_data_file(path: Path) -> dict:

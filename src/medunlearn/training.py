@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +24,12 @@ from medunlearn.store import atomic_save, cache_key, load_data_file
 
 SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
 
-# an epoch's batches and their count, and an epoch's loss, both given the epoch and generator
+# one optimisation step on one batch (model, loss, optimizer, batch, engine): its loss, detached
+Step = Callable[[nn.Module, LossFn, torch.optim.Optimizer, Batch, Engine], torch.Tensor]
+# an epoch's batches and their count, its loss and its step, each given the epoch and generator
 EpochBatches = Callable[[int, torch.Generator], tuple[Iterator[Batch], int]]
 EpochLoss = Callable[[int, torch.Generator], LossFn]
+EpochStep = Callable[[int, torch.Generator], Step]
 
 
 @dataclass
@@ -157,6 +160,63 @@ def restore(saved: dict, loop: Loop) -> None:
     generator.set_state(saved["generator"])
 
 
+def sgd_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    engine: Engine,
+) -> torch.Tensor:
+    """Forward (bf16 autocast and torch.compile where enabled), loss, backward, SGD step."""
+    with engine.autocast():
+        loss = loss_fn(engine.forward(model, batch.images), batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Batch],
+    engine: Engine,
+    epoch: int,
+    *,
+    step: Step = sgd_step,
+    after_step: Callable[[], None] | None = None,
+    description: str = "train",
+    total: int | None = None,
+) -> float:
+    """One pass (epoch `epoch`, 0-based) over `batches`, a `step` per batch (then
+    `after_step`); the mean loss. The losses are summed on the device and read once, so no
+    step waits on the device."""
+    model.train()
+    loss_sum = torch.zeros((), device=engine.device)
+    steps = 0
+    with engine.progress.task(description or f"epoch {epoch + 1}", total) as task:
+        for batch in batches:
+            loss_sum += step(model, loss_fn, optimizer, batch, engine).float()
+            if after_step is not None:
+                after_step()
+            steps += 1
+            task.advance()
+    return float(loss_sum) / max(steps, 1)
+
+
+def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    """One hook calling `first` (when given), then `second`."""
+    if first is None:
+        return second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
 def fit(
     model: nn.Module,
     recipe: Recipe,
@@ -165,6 +225,8 @@ def fit(
     epoch_loss: EpochLoss,
     seed: int,
     *,
+    epoch_step: EpochStep | None = None,
+    schedule_steps: int | None = None,
     after_step: Callable[[], None] | None = None,
     score: Callable[[nn.Module], float] | None = None,
     state_path: Path | None = None,
@@ -173,22 +235,29 @@ def fit(
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     carried: Carried | None = None,
 ) -> FitResult:
-    """SGD for `recipe.epochs` epochs; each epoch's batches and loss come from the caller.
+    """SGD for `recipe.epochs` epochs through `train_one_epoch`; each epoch's batches, loss and
+    (for a method with a step of its own, SFR-on) step come from the caller.
 
-    With `score` (validation), the best-scoring epoch's weights are kept, else the last. With
-    `state_path`, the state is saved after every epoch and an interrupted fit with the same
-    `state_key` resumes from it, its earlier run time counted. `on_epoch(epoch, model)` sees
-    the model after each epoch, before its state is saved (a tuning trial's pruning check,
-    which may stop the fit by raising: a resume then redoes that epoch and its check).
-    `carried` (what the caller's loss accumulates, e.g. per-sample losses) is saved and resumed
-    with the state.
+    The lr schedule runs over the epochs, stepped after each, or over `schedule_steps`
+    optimiser steps, stepped after each step. With `score` (validation), the best-scoring
+    epoch's weights are kept, else the last. With `state_path`, the state is saved after every
+    epoch and an interrupted fit with the same `state_key` resumes from it, its earlier run
+    time counted. `on_epoch(epoch, model)` sees the model after each epoch, before its state
+    is saved (a tuning trial's pruning check, which may stop the fit by raising: a resume then
+    redoes that epoch and its check). `carried` (what the caller's loss accumulates, e.g.
+    per-sample losses) is saved and resumed with the state.
     """
     model = engine.prepare(model)
     optimizer = engine.sgd(model, recipe.lr, recipe.momentum, recipe.weight_decay)
-    scheduler = make_scheduler(optimizer, recipe.schedule, recipe.epochs)
+    scheduler = make_scheduler(optimizer, recipe.schedule, schedule_steps or recipe.epochs)
+    if schedule_steps is not None:
+        after_step = _then(after_step, scheduler.step)
     generator = engine.generator(seed)
     # a state saved without the carried part cannot resume a fit that carries one
-    key = cache_key("fit", recipe, seed, state_key, *([type(carried).__name__] if carried else []))
+    key = cache_key(
+        "fit", recipe, seed, state_key, schedule_steps,
+        *([type(carried).__name__] if carried else []),
+    )  # fmt: skip
     start, best_val, best_epoch, history, resumed = 0, None, recipe.epochs, [], 0.0
     best_state = None
     saved = resume_state(state_path, key)
@@ -203,11 +272,14 @@ def fit(
     for epoch in range(start, recipe.epochs):
         began = time.perf_counter()
         batches, total = epoch_batches(epoch, generator)
-        label = f"{description} {epoch + 1}/{recipe.epochs}"
-        loss = engine.train_epoch(
-            model, batches, optimizer, epoch_loss(epoch, generator), after_step, label, total
-        )
-        scheduler.step()
+        step = sgd_step if epoch_step is None else epoch_step(epoch, generator)
+        loss = train_one_epoch(
+            model, epoch_loss(epoch, generator), optimizer, batches, engine, epoch, step=step,
+            after_step=after_step, description=f"{description} {epoch + 1}/{recipe.epochs}",
+            total=total,
+        )  # fmt: skip
+        if schedule_steps is None:
+            scheduler.step()
         entry = {"epoch": epoch + 1, "loss": loss}
         if score is not None:
             entry["val"] = val = score(model)
@@ -251,11 +323,12 @@ def train_model(
     seed: int,
     state_path: Path | None = None,
     description: str = "train",
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> FitResult:
     """Supervised training on the training rows `indices` (the original model, Retrain): CE
-    (class-weighted when asked), the best epoch on validation kept, resumable. The result's
-    `difficulty` is each training row's mean loss over the epochs (NaN for rows not trained on).
-    """
+    (class-weighted when asked), the best epoch on validation kept, resumable; `on_epoch` sees
+    each epoch. The result's `difficulty` is each training row's mean loss over the epochs (NaN
+    for rows not trained on)."""
     if len(indices) == 0:
         raise ValueError("cannot train on an empty set of samples")
     labels = dataset.train.labels[indices]
@@ -281,6 +354,7 @@ def train_model(
         state_path=state_path,
         state_key=cache_key("rows", indices.tolist(), dataset.fingerprint),
         description=description,
+        on_epoch=on_epoch,
         carried=sample_loss,
     )
     result.difficulty = sample_loss.mean()

@@ -13,6 +13,7 @@ from medunlearn.data.dataset import Dataset
 from medunlearn.data.medmnist import load_medmnist
 from medunlearn.forget import select_forget
 from medunlearn.methods import METHODS, UnlearnData, unlearn
+from medunlearn.methods.registry import method_params
 from medunlearn.models import build_model
 from medunlearn.training import train_model
 
@@ -135,3 +136,28 @@ def test_the_sealed_dataset_really_refuses_its_held_out_splits(blood):
         with pytest.raises(AssertionError, match=split):
             getattr(guarded, split)
     assert len(sealed(blood, ("test",)).val) == len(blood.val)
+
+
+def _epochs_reported(name: str, params: dict, context) -> int:
+    """The epochs a method declares it reports: its epoch param, the recipe's where that is None
+    (Retrain), none for a method that trains no epochs."""
+    field = METHODS[name].epochs
+    if field is None:
+        return 0
+    value = getattr(method_params(name, params), field)
+    return value if value is not None else context.train.epochs
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_that_trains_by_epochs_calls_on_epoch_once_an_epoch(name, task, context):
+    """Tuning prunes on `Context.on_epoch`: a method that trains by epochs reports each one,
+    in order, with the model it has after that epoch (two epochs here)."""
+    data, model = task
+    field = METHODS[name].epochs
+    params = {**quick_params(name), **({field: 2} if field else {})}
+    seen: list[int] = []
+    context.on_epoch = lambda epoch, model: seen.append(epoch)
+    unlearn(model, data, MethodConfig(name, params), context)
+    expected = _epochs_reported(name, params, context)
+    assert seen == list(range(1, expected + 1)), (name, seen)
+    assert field is None or expected == 2

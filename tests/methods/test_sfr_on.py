@@ -191,7 +191,7 @@ def test_mask_restricts_only_the_forget_step(unlearn_data, context, original, mo
     mask = balanced_saliency_mask(copy.deepcopy(original), unlearn_data, params, context)
     assert any(not m.all() for m in mask.values())
     full = _run(original, unlearn_data, context, **values)
-    monkeypatch.setattr(sfr, "retain_step", lambda *args: None)
+    monkeypatch.setattr(sfr, "sgd_step", lambda *args: torch.zeros(()))  # no retain step
     forget_only = _run(original, unlearn_data, context, **values)
     before = dict(original.named_parameters())
     for name, p in forget_only.named_parameters():
@@ -209,7 +209,7 @@ def test_retain_steps_keep_the_retain_loss_down(unlearn_data, context, engine, o
     values = dict(epochs=3, batch_size=16, forget_every=1, lr=0.05)
     forget_before = _ce(original, unlearn_data, engine, unlearn_data.forget_index)
     full = _run(original, unlearn_data, context, **values)
-    monkeypatch.setattr(sfr, "retain_step", lambda *args: None)
+    monkeypatch.setattr(sfr, "sgd_step", lambda *args: torch.zeros(()))  # no retain step
     plain = _run(original, unlearn_data, context, **values)
     retain, forget = unlearn_data.retain_index, unlearn_data.forget_index
     assert _ce(full, unlearn_data, engine, retain) < _ce(plain, unlearn_data, engine, retain) - 1
@@ -229,7 +229,7 @@ def test_interrupted_run_resumes_bitwise(unlearn_data, context, original, monkey
     values = dict(epochs=3, batch_size=16, forget_every=2)
     full = _run(original, unlearn_data, context, **values)
     resumable = dataclasses.replace(context, state_path=tmp_path / "sfr.pt")
-    real, calls = sfr.retain_step, []
+    real, calls = sfr.sgd_step, []  # the retain step
 
     def interrupt_in_epoch_2(*args):
         calls.append(1)
@@ -237,10 +237,10 @@ def test_interrupted_run_resumes_bitwise(unlearn_data, context, original, monkey
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(sfr, "retain_step", interrupt_in_epoch_2)
+    monkeypatch.setattr(sfr, "sgd_step", interrupt_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         _run(original, unlearn_data, resumable, **values)
-    monkeypatch.setattr(sfr, "retain_step", real)
+    monkeypatch.setattr(sfr, "sgd_step", real)
     assert torch.load(resumable.state_path, weights_only=True)["epoch"] == 1
     resumed = _run(original, unlearn_data, resumable, **values)
     assert resumable.earlier_seconds > 0  # the first run's epoch counts in the run time

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 import medunlearn.training
 from medunlearn.config import ConfigError, MethodConfig
-from medunlearn.engine import Engine
 from medunlearn.methods import unlearn
 from medunlearn.methods.registry import method_params
 from medunlearn.methods.ssd import SSDParams, ssd_importances
@@ -79,7 +78,7 @@ def test_no_optimiser_step(original, unlearn_data, context, monkeypatch):
         raise AssertionError("SSD took a gradient step")
 
     monkeypatch.setattr(torch.optim.SGD, "step", refuse)
-    monkeypatch.setattr(Engine, "train_epoch", refuse)
+    monkeypatch.setattr(medunlearn.training, "train_one_epoch", refuse)
     monkeypatch.setattr(medunlearn.training, "fit", refuse)
     method = MethodConfig("ssd", {"alpha": 1.0, "batch_size": 16})
     model = unlearn(original, unlearn_data, method, context).model

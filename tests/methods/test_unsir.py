@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import medunlearn.methods.unsir as unsir_module
+import medunlearn.training
 from medunlearn.config import ForgetConfig, MethodConfig
-from medunlearn.engine import Engine
 from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData, unlearn
 from medunlearn.methods.unsir import (
@@ -44,7 +44,8 @@ def _record_phases(monkeypatch) -> list[list]:
     phases: list[list] = []
     real_fit = unsir_module.fit_method
 
-    def recording_fit(model, params, ctx, epoch_batches, epoch_loss, after_step=None, phase=None):
+    def recording_fit(model, params, ctx, epoch_batches, epoch_loss, after_step=None, phase=None,
+                      **options):  # fmt: skip
         seen: list = []
         phases.append(seen)
 
@@ -58,7 +59,7 @@ def _record_phases(monkeypatch) -> list[list]:
 
             return record(), total
 
-        return real_fit(model, params, ctx, batches, epoch_loss, after_step, phase)
+        return real_fit(model, params, ctx, batches, epoch_loss, after_step, phase, **options)
 
     monkeypatch.setattr(unsir_module, "fit_method", recording_fit)
     return phases
@@ -176,10 +177,12 @@ def test_a_finished_impair_phase_is_not_redone(
         raise AssertionError("the noise was learned again for a finished impair phase")
 
     epochs = []
-    real_epoch = Engine.train_epoch
+    real_epoch = medunlearn.training.train_one_epoch
     monkeypatch.setattr(unsir_module, "learn_noise", no_noise)
     monkeypatch.setattr(
-        Engine, "train_epoch", lambda *a, **k: epochs.append(1) or real_epoch(*a, **k)
+        medunlearn.training,
+        "train_one_epoch",
+        lambda *a, **k: epochs.append(1) or real_epoch(*a, **k),
     )
     second = unlearn(original, unlearn_data, MethodConfig("unsir", SMALL), context)
     assert len(epochs) == 1  # the repair epoch only

@@ -1,4 +1,5 @@
-"""Accuracy, balanced accuracy, the validation score, and UA / RA / TA from one inference pass."""
+"""Accuracy, balanced accuracy, the validation score, and the registered accuracy metric (UA,
+RA, TA, per class) read off logits by the evaluator."""
 
 import numpy as np
 import pytest
@@ -6,22 +7,27 @@ import torch
 
 from medunlearn.data import Dataset, Split
 from medunlearn.forget import ForgetSet
-from medunlearn.metrics import Predictions, predict
 from medunlearn.metrics.accuracy import (
     accuracy,
     balanced_accuracy,
     class_accuracy,
     selection_score,
 )
-from medunlearn.metrics.evaluation import metrics_before_mia, mia_inputs
-from medunlearn.metrics.mia import mia_efficacy, true_class_confidence
+from medunlearn.metrics.attacks.svc import mia_attack, true_class_confidence
+from medunlearn.metrics.evaluate import Request, evaluate_logits, predict
+
+UTILITY = ("accuracy", "clinical", "svc")
 
 
-def all_metrics(predictions, dataset, forget_set, seed=0):
-    """Every metric of one set of predictions, the MIA included."""
-    metrics = metrics_before_mia(predictions, dataset, forget_set)
-    metrics["mia"] = mia_inputs(predictions, dataset, forget_set, seed).efficacy()
-    return metrics
+def all_metrics(logits, dataset, forget_set, seed=0):
+    """Accuracy, clinical (binary tasks) and the SVC MIA of one model's logits."""
+    request = Request(seed, names=UTILITY)
+    return evaluate_logits(logits, dataset, forget_set, request).columns
+
+
+def predictions(train: torch.Tensor, test: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A model's logits on the training and test splits."""
+    return {"train": train, "test": test}
 
 
 def _logits(predicted: list[int], n_classes: int) -> torch.Tensor:
@@ -75,16 +81,16 @@ def test_compute_metrics_by_hand():
     # test: 3 of 5 right -> TA = 60
     train_predicted = [0, 0, 2, 0, 1, 2, 1, 1, 0, 2]
     test_predicted = [0, 1, 2, 1, 0]
-    predictions = Predictions(_logits(train_predicted, 3), _logits(test_predicted, 3))
-    metrics = all_metrics(predictions, dataset, forget_set, seed=0)
+    logits = predictions(_logits(train_predicted, 3), _logits(test_predicted, 3))
+    metrics = all_metrics(logits, dataset, forget_set, seed=0)
     assert metrics["ua"] == pytest.approx(75.0)
     assert metrics["ra"] == pytest.approx(100 * 5 / 6)
     assert metrics["ta"] == pytest.approx(60.0)
-    confidence = true_class_confidence(predictions.train, dataset.train.labels)
-    test_confidence = true_class_confidence(predictions.test, dataset.test.labels)
-    expected_mia = mia_efficacy(
+    confidence = true_class_confidence(logits["train"], dataset.train.labels)
+    test_confidence = true_class_confidence(logits["test"], dataset.test.labels)
+    expected_mia = mia_attack(
         confidence[[0, 2, 3, 5, 7, 8]], test_confidence, confidence[[1, 4, 6, 9]], seed=0
-    )
+    ).efficacy
     assert metrics["mia"] == pytest.approx(expected_mia)
     assert 0.0 <= metrics["mia"] <= 100.0
     assert "tbac" not in metrics  # clinical metrics only on binary tasks
@@ -94,8 +100,8 @@ def test_compute_metrics_binary_adds_clinical_metrics():
     dataset = _dataset([0, 1, 0, 1, 0, 1], [0, 1, 1, 0], n_classes=2)
     dataset.task, dataset.positive_class = "binary", 1
     forget_set = ForgetSet(np.array([0, 1]), 6, "hand", dataset.fingerprint)
-    predictions = Predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
-    metrics = all_metrics(predictions, dataset, forget_set)
+    logits = predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
+    metrics = all_metrics(logits, dataset, forget_set)
     # forget rows: labels 0, 1 predicted 0, 0 -> BAC 50 -> UBAC 50
     assert metrics["ubac"] == pytest.approx(50.0)
     assert metrics["rbac"] == pytest.approx(100.0)
@@ -109,15 +115,16 @@ def test_native_binary_set_without_a_positive_class_gets_no_clinical_metrics():
     dataset = _dataset([0, 1, 0, 1, 0, 1], [0, 1, 1, 0], n_classes=2)
     dataset.task = "binary"
     forget_set = ForgetSet(np.array([0, 1]), 6, "hand", dataset.fingerprint)
-    predictions = Predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
-    assert "fnr" not in all_metrics(predictions, dataset, forget_set)
+    logits = predictions(_logits([0, 0, 0, 1, 0, 1], 2), _logits([0, 1, 0, 0], 2))
+    assert "fnr" not in all_metrics(logits, dataset, forget_set)
 
 
-def test_predict_gives_logits_of_every_train_and_test_sample(blood, original, engine):
-    predictions = predict(original, blood, engine)
-    assert predictions.train.shape == (len(blood.train), blood.n_classes)
-    assert predictions.test.shape == (len(blood.test), blood.n_classes)
-    assert torch.allclose(predictions.test, engine.logits(original, blood.test.images))
+def test_predict_gives_logits_of_every_sample_of_the_splits_asked(blood, original, engine):
+    logits = predict(original, blood, engine, ["train", "test"])
+    assert list(logits) == ["train", "test"]
+    assert logits["train"].shape == (len(blood.train), blood.n_classes)
+    assert logits["test"].shape == (len(blood.test), blood.n_classes)
+    assert torch.equal(logits["test"], engine.logits(original, blood.test.images))
 
 
 def test_per_class_ua_and_ta_by_hand():
@@ -127,8 +134,8 @@ def test_per_class_ua_and_ta_by_hand():
     dataset = _dataset([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], [0, 1, 2, 0, 1])
     forget_set = ForgetSet(np.array([1, 4, 6, 9]), 10, "hand", dataset.fingerprint)
     train_predicted = [0, 0, 2, 0, 1, 2, 1, 1, 0, 2]
-    predictions = Predictions(_logits(train_predicted, 3), _logits([0, 1, 2, 1, 0], 3))
-    metrics = metrics_before_mia(predictions, dataset, forget_set)
+    logits = predictions(_logits(train_predicted, 3), _logits([0, 1, 2, 1, 0], 3))
+    metrics = evaluate_logits(logits, dataset, forget_set, Request(names=("accuracy",))).columns
     per_class = {k: v for k, v in metrics.items() if "_c" in k}
     assert per_class == {
         "ua_c0": pytest.approx(100.0), "ua_c1": pytest.approx(50.0), "ua_c2": None,

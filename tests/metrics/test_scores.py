@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medunlearn.metrics.mia import true_class_confidence
+from medunlearn.metrics.attacks.svc import true_class_confidence
 from medunlearn.metrics.scores import logit_scaled_confidence, per_sample_scores
 
 

@@ -16,7 +16,14 @@ from medunlearn.data import Dataset
 from medunlearn.engine import Batch, Engine, n_batches
 from medunlearn.forget import ForgetSet
 from medunlearn.store import Store
-from medunlearn.training import EpochBatches, EpochLoss, cross_entropy, fit, rows_batches
+from medunlearn.training import (
+    EpochBatches,
+    EpochLoss,
+    EpochStep,
+    cross_entropy,
+    fit,
+    rows_batches,
+)
 
 
 @dataclass
@@ -151,9 +158,14 @@ def fit_method(
     epoch_loss: EpochLoss,
     after_step: Callable[[], None] | None = None,
     phase: str | None = None,
+    epoch_step: EpochStep | None = None,
+    schedule_steps: int | None = None,
+    reports: bool = True,
 ) -> nn.Module:
     """Run the one fit loop for a method (or one `phase` of it): its recipe, seed and resumable
-    state; the epochs an interrupted run already did count in its run time."""
+    state; the epochs an interrupted run already did count in its run time. `on_epoch` sees
+    each epoch of the phases that `report` (a method's last phase gives its model; UNSIR's
+    impair phase, which deliberately breaks the model, does not report)."""
     result = fit(
         model,
         params,
@@ -161,10 +173,12 @@ def fit_method(
         epoch_batches,
         epoch_loss,
         context.seed,
+        epoch_step=epoch_step,
+        schedule_steps=schedule_steps,
         after_step=after_step,
         state_path=context.phase_state(phase),
         description=context.name if phase is None else f"{context.name} {phase}",
-        on_epoch=context.on_epoch if phase is None else None,
+        on_epoch=context.on_epoch if reports else None,
     )
     context.earlier_seconds += result.resumed_seconds
     return result.model

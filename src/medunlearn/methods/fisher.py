@@ -67,7 +67,10 @@ def classifier(model: nn.Module, n_classes: int) -> nn.Linear:
 
 
 @register(
-    "fisher", FisherParams, "Gaussian noise scaled by the inverse retain Fisher (no training)"
+    "fisher",
+    FisherParams,
+    "Gaussian noise scaled by the inverse retain Fisher (no training)",
+    epochs=None,
 )
 def fisher_forgetting(
     model: nn.Module, data: UnlearnData, params: FisherParams, context: Context

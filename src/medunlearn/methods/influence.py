@@ -112,6 +112,7 @@ def retain_gradients(
     "wfisher",
     InfluenceParams,
     "influence unlearning: one Woodbury-Fisher Newton step (no training)",
+    epochs=None,
 )
 def influence(
     model: nn.Module, data: UnlearnData, params: InfluenceParams, context: Context

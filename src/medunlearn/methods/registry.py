@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,21 @@ MethodFn = Callable[[nn.Module, UnlearnData, Any, Context], nn.Module]
 
 @dataclass(frozen=True)
 class Method:
-    """A registered unlearning method."""
+    """A registered unlearning method. `epochs` names its param counting the epochs it reports
+    to `Context.on_epoch` (once after each; None: it trains no epochs, e.g. SSD); where that
+    param is None the training recipe's epochs apply (Retrain)."""
 
     name: str
     params: type[MethodParams]
     run: MethodFn
     summary: str
     binary_only: bool = False
+    epochs: str | None = "epochs"
+
+    def __post_init__(self) -> None:
+        fields = {f.name for f in dataclasses.fields(self.params)}
+        if self.epochs is not None and self.epochs not in fields:
+            raise ValueError(f"method {self.name}: its params have no epoch count {self.epochs!r}")
 
     def check_data(self, dataset: Dataset) -> None:
         """Refuse data the method cannot serve (a binary-only method on a multi-class task)."""
@@ -40,12 +49,16 @@ METHODS: dict[str, Method] = {}
 
 
 def register(
-    name: str, params: type, summary: str, binary_only: bool = False
+    name: str,
+    params: type,
+    summary: str,
+    binary_only: bool = False,
+    epochs: str | None = "epochs",
 ) -> Callable[[MethodFn], MethodFn]:
     """Add a method under `name`; its function takes (model, data, params, context)."""
 
     def add(run: MethodFn) -> MethodFn:
-        METHODS[name] = Method(name, params, run, summary, binary_only)
+        METHODS[name] = Method(name, params, run, summary, binary_only, epochs)
         return run
 
     return add

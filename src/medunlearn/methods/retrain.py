@@ -49,6 +49,7 @@ def retrain(model: nn.Module, data: UnlearnData, params: RetrainParams, context:
         context.seed,
         context.state_path,
         description=context.name,
+        on_epoch=context.on_epoch,
     )
     context.earlier_seconds += result.resumed_seconds
     return result.model

@@ -6,14 +6,16 @@ taken from those fast weights: the retain gradient at the moved point carries th
 
 Semantics from the authors' code (K1nght/Unified-Unlearning-w-Remain-Geometry,
 Classification/unlearn/sfron.py: `SFRon.get_unlearned_model`, `AdaptiveLoss`,
-`get_weight_saliency_mask`); its loop runs by iterations, not epochs, so it has its own loop
-here, resumable after every epoch (one pass over the retain set) like `training.fit`.
+`get_weight_saliency_mask`); its schedules run by iterations, so it supplies its own step to
+the one fit loop (an epoch is a pass over the retain set), and its lr follows a cosine over
+the iterations (`fit`'s `schedule_steps`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -29,11 +31,17 @@ from medunlearn.config import (
     constrained,
 )
 from medunlearn.engine import Batch, Engine, LossFn, n_batches
-from medunlearn.methods.base import Context, MethodParams, UnlearnData, retain_loss
+from medunlearn.methods.base import (
+    Context,
+    MethodParams,
+    UnlearnData,
+    fit_method,
+    method_rows,
+    retain_loss,
+)
 from medunlearn.methods.importance import row_batches, squared_gradients
 from medunlearn.methods.registry import register
-from medunlearn.store import cache_key
-from medunlearn.training import make_scheduler, restore, resume_state, save_state
+from medunlearn.training import EpochStep, Step, sgd_step
 
 Mask = dict[str, torch.Tensor]
 # the authors' guard against a zero loss or a zero Fisher value in a ratio
@@ -122,19 +130,45 @@ def forget_step(
     optimizer.step()
 
 
-def retain_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: Batch,
-    loss_fn: LossFn,
-    engine: Engine,
-) -> None:
-    """theta <- SGD step on the retain loss at the current (fast) weights."""
-    with engine.autocast():
-        loss = loss_fn(engine.forward(model, batch.images), batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+def sfr_step(
+    data: UnlearnData,
+    params: SFROnParams,
+    context: Context,
+    keep: list[tuple[torch.Tensor, torch.Tensor]],
+    per_epoch: int,
+) -> EpochStep:
+    """Per epoch, the step of iteration t (counted over the epochs): a forget step on the next
+    forget batch when t % forget_every == 0, then the usual step on the retain batch, taken
+    from the weights the forget step moved.
+
+    Each epoch's forget batches come from a fresh shuffle of the forget set (drawn from the
+    fit's generator when first needed), cycling when they run out."""
+    engine = context.engine
+    augment = build_augment(context.augment_mode(params))
+    total = params.epochs * per_epoch
+
+    def forget_batches(generator: torch.Generator) -> Iterator[Batch]:
+        while True:
+            yield from engine.batches(
+                data.dataset.train, data.forget_index, params.batch_size, generator, augment
+            )
+
+    def make(epoch: int, generator: torch.Generator) -> Step:
+        stream = forget_batches(generator)
+        iteration = itertools.count(epoch * per_epoch)
+
+        def step(
+            model: nn.Module, loss_fn: LossFn, optimizer, batch: Batch, engine
+        ) -> torch.Tensor:
+            t = next(iteration)
+            if t % params.forget_every == 0:
+                alpha = cosine_decay(params.forget_alpha, t, total)
+                forget_step(model, optimizer, next(stream), keep, alpha, params, engine)
+            return sgd_step(model, loss_fn, optimizer, batch, engine)
+
+        return step
+
+    return make
 
 
 @register("sfr-on", SFROnParams, "masked adaptive ascent on forget, then descent on retain")
@@ -142,61 +176,22 @@ def sfr_on(model: nn.Module, data: UnlearnData, params: SFROnParams, context: Co
     """Per iteration t of T: a forget step when t % forget_every == 0, then a retain step.
 
     Both steps share one SGD optimizer (momentum buffer, weight decay, cosine lr per
-    iteration). Each epoch is a shuffled pass over the retain set; the forget batches come from
-    a fresh shuffle of the forget set each epoch, cycling when it runs out. A resumed run
-    recomputes the mask from the model it is given (the original, so the same mask).
+    iteration). A resumed run recomputes the mask from the model it is given (the original, so
+    the same mask).
     """
-    engine = context.engine
-    model = engine.prepare(model)
+    model = context.engine.prepare(model)
     per_epoch = n_batches(len(data.retain_index), params.batch_size)
-    total = params.epochs * per_epoch
-    if total == 0:
+    if params.epochs * per_epoch == 0:
         return model
     mask = balanced_saliency_mask(model, data, params, context)
     keep = [(p, mask[name]) for name, p in model.named_parameters() if name in mask]
-    optimizer = engine.sgd(model, params.lr, params.momentum, params.weight_decay)
-    scheduler = make_scheduler(optimizer, params.schedule, total)
-    generator = engine.generator(context.seed)
-    key = cache_key("sfr-on", params, context.seed)
-    start, elapsed = 0, 0.0
-    saved = resume_state(context.state_path, key)
-    if saved is not None:
-        restore(saved, (model, optimizer, scheduler, generator))
-        start, elapsed = saved["epoch"], saved["seconds"]
-        engine.progress.log(f"{context.name}: resuming after epoch {start}/{params.epochs}")
-    context.earlier_seconds += elapsed
-    augment = build_augment(context.augment_mode(params))
-    split = data.dataset.train
-    retain_ce = retain_loss(data, params, engine.device)
-
-    def retain_fn(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return retain_ce(logits, batch.labels)
-
-    def forget_batches():
-        while True:
-            yield from engine.batches(
-                split, data.forget_index, params.batch_size, generator, augment
-            )
-
-    for epoch in range(start, params.epochs):
-        began = time.perf_counter()
-        model.train()
-        forget_stream = forget_batches()
-        label = f"{context.name} {epoch + 1}/{params.epochs}"
-        retain_stream = engine.batches(
-            split, data.retain_index, params.batch_size, generator, augment
-        )
-        with engine.progress.task(label, per_epoch) as task:
-            for offset, retain_batch in enumerate(retain_stream):
-                step = epoch * per_epoch + offset
-                if step % params.forget_every == 0:
-                    alpha = cosine_decay(params.forget_alpha, step, total)
-                    forget_step(model, optimizer, next(forget_stream), keep, alpha, params, engine)
-                retain_step(model, optimizer, retain_batch, retain_fn, engine)
-                scheduler.step()
-                task.advance()
-        elapsed += time.perf_counter() - began
-        if context.state_path is not None:
-            loop = (model, optimizer, scheduler, generator)
-            save_state(context.state_path, key, epoch + 1, loop, elapsed)
-    return model
+    retain_ce = retain_loss(data, params, context.engine.device)
+    return fit_method(
+        model,
+        params,
+        context,
+        method_rows(data, data.retain_index, params, context),
+        lambda *_: lambda logits, batch: retain_ce(logits, batch.labels),
+        epoch_step=sfr_step(data, params, context, keep, per_epoch),
+        schedule_steps=params.epochs * per_epoch,
+    )

@@ -57,7 +57,12 @@ def dampen(model: nn.Module, full: Grads, forget: Grads, alpha: float, dampening
         p.copy_(torch.where(selected, p * factor, p))
 
 
-@register("ssd", SSDParams, "dampen weights far more important to the forget set (no training)")
+@register(
+    "ssd",
+    SSDParams,
+    "dampen weights far more important to the forget set (no training)",
+    epochs=None,
+)
 def ssd(model: nn.Module, data: UnlearnData, params: SSDParams, context: Context) -> nn.Module:
     """Importances in eval mode on the forget set and the full training set, then dampening."""
     model = context.engine.prepare(model)

@@ -207,7 +207,12 @@ def labelled_ce(
     return lambda logits, batch: ce(logits, batch.labels)
 
 
-@register("unsir", UNSIRParams, "error-maximising noise for the forget set, impair, then repair")
+@register(
+    "unsir",
+    UNSIRParams,
+    "error-maximising noise for the forget set, impair, then repair",
+    epochs="repair_epochs",
+)
 def unsir(model: nn.Module, data: UnlearnData, params: UNSIRParams, context: Context) -> nn.Module:
     """Impair on the noise (labelled with the forget labels) and a retain sample, then repair on
     the retain sample; each phase resumes on its own."""
@@ -220,7 +225,9 @@ def unsir(model: nn.Module, data: UnlearnData, params: UNSIRParams, context: Con
     pool = torch.cat([labels.repeat(noise_copies(data, params)), train.labels[sample]])
     impair = impair_batches(data, params, context, noise, labels, sample)
     impair_loss = labelled_ce(pool, data, params, context)
-    model = fit_method(model, params, context, impair, lambda *_: impair_loss, phase="impair")
+    model = fit_method(
+        model, params, context, impair, lambda *_: impair_loss, phase="impair", reports=False
+    )
     repair = dataclasses.replace(params, epochs=params.repair_epochs, lr=params.repair_lr)
     batches = method_rows(data, sample, repair, context)
     loss = labelled_ce(train.labels[sample], data, repair, context)

@@ -1,4 +1,5 @@
-"""Accuracy-type metrics on logits: accuracy, balanced accuracy and the validation score."""
+"""Accuracy-type metrics on logits (accuracy, balanced accuracy, the validation score), and the
+registered accuracy metric: UA, RA, TA, and UA and TA within each class."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import warnings
 import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score
+
+from medunlearn.metrics.evidence import Evidence
+from medunlearn.metrics.registry import Column, Output, register_metric
+
+# the metrics given per class too: a method that forgets one class's patients worse shows there
+CLASS_METRICS = ("ua", "ta")
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -51,3 +58,39 @@ def selection_score(logits: torch.Tensor, labels: torch.Tensor, task: str) -> fl
     if task == "binary":
         return balanced_accuracy(logits, labels)
     return accuracy(logits, labels)
+
+
+def class_columns(n_classes: int) -> tuple[str, ...]:
+    """UA, RA, TA, then UA and TA of each class."""
+    per_class = tuple(class_key(metric, c) for metric in CLASS_METRICS for c in range(n_classes))
+    return ("ua", "ra", "ta", *per_class)
+
+
+@register_metric(
+    "accuracy",
+    "accuracy",
+    columns=class_columns,
+    tables={
+        "core": (
+            Column("ua", "UA", paired=True),
+            Column("ra", "RA", paired=True),
+            Column("ta", "TA", paired=True),
+        )
+    },
+)
+def unlearning_accuracy(evidence: Evidence) -> Output:
+    """UA = 100 - accuracy on the forget set, RA and TA on retain and test (percent); UA and TA
+    within each class (None where a class has no forget or test sample)."""
+    forget, test = evidence.logits_of("forget"), evidence.logits_of("test")
+    forget_labels, test_labels = evidence.labels_of("forget"), evidence.labels_of("test")
+    n = evidence.dataset.n_classes
+    columns = {
+        "ua": 100.0 - accuracy(forget, forget_labels),
+        "ra": accuracy(evidence.logits_of("retain"), evidence.labels_of("retain")),
+        "ta": accuracy(test, test_labels),
+    }
+    for c, value in enumerate(class_accuracy(forget, forget_labels, n)):
+        columns[class_key("ua", c)] = None if value is None else 100.0 - value
+    for c, value in enumerate(class_accuracy(test, test_labels, n)):
+        columns[class_key("ta", c)] = value
+    return Output(columns)

@@ -23,9 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from medunlearn.metrics.accuracy import balanced_recall
+from medunlearn.metrics.evidence import Evidence
+from medunlearn.metrics.registry import Column, Needs, Output, register_metric
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,48 @@ def clinical_metrics(
         metrics[f"risk_malignant_{key}"] = _ratio(costs.fn * fn, n_positive)
     metrics.update(tp=tp, fp=fp, tn=tn, fn=fn, n_positive=n_positive, n_negative=n_negative)
     return metrics
+
+
+def _binary_block(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Clinical metrics of one set from P(positive)."""
+    probability = torch.softmax(logits.float(), 1)[:, 1].numpy()
+    return clinical_metrics(probability, labels.numpy() == 1)
+
+
+def clinical_columns(_n_classes: int) -> tuple[str, ...]:
+    """UBAC, RBAC, TBAC, then the test set's clinical metrics (see `clinical_metrics`)."""
+    test = clinical_metrics(np.zeros(0), np.zeros(0))
+    return ("ubac", "rbac", "tbac", *(key for key in test if key != "bac"))
+
+
+@register_metric(
+    "clinical",
+    "clinical safety",
+    Needs(binary=True),
+    columns=clinical_columns,
+    tables={
+        "clinical": (
+            Column("ubac", "UBAC"),
+            Column("rbac", "RBAC"),
+            Column("tbac", "TBAC"),
+            Column("mia", "MIA"),
+            Column("fnr", "FNR"),
+            Column("risk_1", "Risk I"),
+            Column("risk_2", "Risk II"),
+        )
+    },
+)
+def clinical(evidence: Evidence) -> Output:
+    """UBAC = 100 - BAC(forget), RBAC, TBAC, and the test set's sensitivity, FNR, specificity,
+    PPV, NPV, AUC, AUPRC and Global Risks (binary tasks, positive = label 1)."""
+    test = _binary_block(evidence.logits_of("test"), evidence.labels_of("test"))
+    ubac = _binary_block(evidence.logits_of("forget"), evidence.labels_of("forget"))["bac"]
+    rbac = _binary_block(evidence.logits_of("retain"), evidence.labels_of("retain"))["bac"]
+    return Output(
+        {
+            "ubac": None if ubac is None else 100.0 - ubac,
+            "rbac": rbac,
+            "tbac": test.pop("bac"),
+            **test,
+        }
+    )

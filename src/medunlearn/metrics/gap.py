@@ -1,8 +1,12 @@
-"""Distance to Retrain: per-metric gaps, the Average Gap (AG) and speed-up."""
+"""Distance to Retrain: per-metric gaps, the Average Gap (AG), speed-up, and the columns other
+metrics derive from Retrain's row (e.g. the anamnesis index)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+from medunlearn.metrics.registry import registered
+from medunlearn.roles import RETRAIN, row_role
 
 AG_METRICS = ("ua", "ra", "ta", "mia")
 
@@ -33,16 +37,26 @@ def speedup(retrain_minutes: float, method_minutes: float) -> float | None:
     return retrain_minutes / method_minutes if method_minutes > 0 else None
 
 
+def _scenario(row: Mapping) -> tuple:
+    """What matches a row with its Retrain: augmentation, forget set content and seed."""
+    return row["aug"], row["forget_key"], row["seed"]
+
+
 def add_gaps(rows: list[dict]) -> None:
-    """AG and speed-up of every row against the Retrain row of the same forget set and seed.
+    """AG, speed-up and the metrics' columns derived from Retrain (e.g. the anamnesis index)
+    of every row, against the Retrain row of the same augmentation, forget set and seed.
 
     Rows are matched by `forget_key` (the forget set's content: its ids and the data's
     fingerprint), never by the forget set's display label."""
-    retrain = {(r["aug"], r["forget_key"], r["seed"]): r for r in rows if r["method"] == "retrain"}
+    retrain = {_scenario(r): r for r in rows if row_role(r) == RETRAIN}
+    derived = [m for m in registered().values() if m.against_retrain is not None]
     for row in rows:
-        reference = retrain.get((row["aug"], row["forget_key"], row["seed"]))
-        if reference is None:
-            row["ag"], row["speedup"] = None, None
-            continue
-        row["ag"] = average_gap(row, reference, AG_METRICS)
-        row["speedup"] = speedup(reference["rte_min"], row["rte_min"])
+        reference = retrain.get(_scenario(row))
+        row["ag"] = None if reference is None else average_gap(row, reference, AG_METRICS)
+        row["speedup"] = (
+            None if reference is None else speedup(reference["rte_min"], row["rte_min"])
+        )
+        for metric in derived:
+            if metric.declared(0) <= row.keys():
+                empty = dict.fromkeys(metric.derived)
+                row.update(empty if reference is None else metric.against_retrain(row, reference))

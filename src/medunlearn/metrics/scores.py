@@ -18,6 +18,16 @@ class SampleScores:
     confidence: np.ndarray
     phi: np.ndarray
 
+    def select(self, rows: np.ndarray) -> SampleScores:
+        """The scores of the given samples."""
+        return SampleScores(self.loss[rows], self.confidence[rows], self.phi[rows])
+
+    def join(self, other: SampleScores) -> SampleScores:
+        """These samples' scores followed by `other`'s."""
+        return SampleScores(*(np.concatenate(pair) for pair in zip(
+            (self.loss, self.confidence, self.phi), (other.loss, other.confidence, other.phi),
+            strict=True)))  # fmt: skip
+
 
 def logit_scaled_confidence(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """phi = log p_y - log(1 - p_y) = z_y - logsumexp_{j != y} z_j, in float64 from the logits.

@@ -1,0 +1,56 @@
+"""Population attacks: one threshold for every sample on its loss or on LiRA's logit-scaled
+confidence phi, with no reference model.
+
+The loss (-log p_y) and phi (log p_y - log(1 - p_y)) are both increasing functions of p_y, so a
+threshold on either ranks the samples alike and their ROCs coincide (any monotone classifier
+of the loss alone, a logistic regression on it included, has this ROC); only per-example
+calibration (LiRA) tells them apart. Reported on forget vs test samples (what the model still
+leaks about the forgotten images; the target is Retrain's value, not 0.5), phi also on retain
+vs test (what it leaks about its training data). Population attacks overestimate forgetting
+(Hayes et al. 2024): the bank attacks are the ones to trust.
+"""
+
+from __future__ import annotations
+
+from medunlearn.metrics.evidence import Evidence
+from medunlearn.metrics.registry import Column, Needs, Output, register_metric
+
+FORGET_VS_TEST = Needs(splits=frozenset({"forget", "test"}))
+
+
+@register_metric("pop_loss", "loss threshold", FORGET_VS_TEST, roc=True)
+def loss_threshold(evidence: Evidence) -> Output:
+    """Score = -loss: a lower loss looks more like a member."""
+    forget, test = evidence.scores_of("forget"), evidence.scores_of("test")
+    return Output({}, -forget.loss, -test.loss)
+
+
+@register_metric(
+    "pop_phi",
+    "the phi threshold attack",
+    FORGET_VS_TEST,
+    roc=True,
+    curve=True,
+    checked=True,
+    strength=1,
+    tables={
+        "privacy": (
+            Column("pop_phi_auc", "phi AUC", digits=3),
+            Column("pop_phi_tpr1", "phi TPR@1%", digits=3),
+        )
+    },
+)
+def phi_threshold(evidence: Evidence) -> Output:
+    """Score = phi, forget vs test samples."""
+    return Output({}, evidence.scores_of("forget").phi, evidence.scores_of("test").phi)
+
+
+@register_metric(
+    "pop_phi_retain",
+    "phi threshold, retain vs test",
+    Needs(splits=frozenset({"retain", "test"})),
+    roc=True,
+)
+def phi_threshold_retain(evidence: Evidence) -> Output:
+    """Score = phi, retain vs test samples: what the model leaks about its training data."""
+    return Output({}, evidence.scores_of("retain").phi, evidence.scores_of("test").phi)
