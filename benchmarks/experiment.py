@@ -2,19 +2,20 @@
 
 Runs `medunlearn.experiment.run` on the default experiment (or `--config FILE`), with fresh
 temporary cache and output folders so nothing is reused, and times its phases by wrapping the
-library's functions from here (the library's only timing is the inference calibration):
+library's functions from here (the library times nothing but run times):
 
 - data: loading the dataset;
 - original: training the original model (its per-epoch validation inference included, and
   shown on its own line);
 - one line per method (Retrain first): unlearning only;
-- evaluation + metrics: the per-row evaluation (one inference pass over train and test, then
-  UA / RA / TA and, on binary tasks, clinical metrics, the membership attacks on per-sample
-  scores, and the MIA's inputs) and the MIA's attacks (SVC), fitted in parallel once a forget
-  set's methods have trained; split into inference, metrics, attacks and MIA; its share of the
-  total is the figure to watch;
-- bank, repeats (with `--set evaluation.bank=K --set evaluation.repeats=N`): the reference
-  Retrains and the repeated unlearning runs, each trained and scored;
+- evaluation + metrics: the per-row evaluation (one inference pass per split read, then every
+  registered metric: UA / RA / TA and, on binary tasks, clinical metrics; the attacks on
+  per-sample scores, the forgetting score and U-LiRA among them) and the deferred SVC attacks,
+  fitted in parallel once a forget set's methods have trained; split into inference, metrics,
+  attacks, the forgetting score and the SVC; its share of the total is the figure to watch;
+- bank, RMIA's a, repeats (with `--set evaluation.bank=K --set evaluation.repeats=N`): the
+  reference Retrains, RMIA's a tuned on the original, and the repeated unlearning runs, each
+  trained and scored (each a job of the study);
 - other: what is left (forget-set selection, checkpoints, result files and report).
 
 Peak memory: the process's peak RSS (`resource.getrusage`) and, on CUDA,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -43,9 +45,14 @@ from typing import Any
 import torch
 
 import medunlearn.experiment as experiment
-import medunlearn.metrics.evaluation as evaluation
+import medunlearn.metrics.evaluate as evaluate
+import medunlearn.study.bank as bank
+import medunlearn.study.plan as plan
+import medunlearn.study.rows as rows_module
+import medunlearn.study.setup as setup
 from medunlearn.config import ExperimentConfig, load_config
 from medunlearn.engine import Engine
+from medunlearn.metrics import registry
 
 
 class PhaseTimer:
@@ -74,6 +81,20 @@ class PhaseTimer:
         self._restore.append((owner, name, original))
         setattr(owner, name, timed)
 
+    def wrap_metric(self, name: str, phase: str) -> None:
+        """Time every computation of a registered metric (its deferred part too) under `phase`."""
+        metric = registry.METRICS[name]
+        holder = type("Holder", (), {})()
+        holder.compute = metric.compute
+        self.wrap(holder, "compute", phase)
+        changes = {"compute": holder.compute}
+        if metric.deferred is not None:
+            holder.finish = metric.deferred.finish
+            self.wrap(holder, "finish", phase)
+            changes["deferred"] = dataclasses.replace(metric.deferred, finish=holder.finish)
+        registry.METRICS[name] = dataclasses.replace(metric, **changes)
+        self._restore.append((registry.METRICS, name, metric))
+
     @contextlib.contextmanager
     def active(self) -> Iterator[PhaseTimer]:
         """The wrappers stay in place inside the block only."""
@@ -81,7 +102,10 @@ class PhaseTimer:
             yield self
         finally:
             for owner, name, original in reversed(self._restore):
-                setattr(owner, name, original)
+                if isinstance(owner, dict):
+                    owner[name] = original
+                else:
+                    setattr(owner, name, original)
             self._restore.clear()
 
 
@@ -113,26 +137,30 @@ def build_config(args: argparse.Namespace, cache: Path) -> ExperimentConfig:
 
 
 # the phases of the stronger evaluation: its attacks (part of each row) and the models it trains
-ATTACKS = "  attacks (thresholds, AUC intervals, LiRA, RMIA)"
+ATTACKS = "  attacks (thresholds, AUC intervals, LiRA, RMIA, U-LiRA)"
+FORGETTING = "  forgetting score (F)"
+SVC = "  MIA (SVC, attacks in parallel)"
 BANK = "bank (reference Retrains, scored)"
-REPEATS = "repeats and their tests (forgetting score, U-LiRA)"
+RMIA_A = "RMIA's a (tuned on the original)"
+REPEATS = "repeats (unlearning runs, scored)"
 
 
 def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], float]:
     """Run the experiment with every phase wrapped; the phase seconds, rows and total seconds."""
     timer = PhaseTimer()
-    timer.wrap(experiment, "load_dataset", "data")
-    timer.wrap(experiment, "train_original", "original")
-    timer.wrap(experiment, "run_method", lambda method, *a, **k: f"method {method.display_name}")
-    timer.wrap(experiment, "evaluate_row", "evaluation rows")
-    timer.wrap(evaluation, "predict", "  inference (train + test)")
-    timer.wrap(evaluation, "metrics_before_mia", "  metrics")
-    timer.wrap(evaluation, "mia_inputs", "  metrics")
-    timer.wrap(evaluation, "population_attacks", ATTACKS)
-    timer.wrap(experiment, "bank_attacks", ATTACKS)
-    timer.wrap(experiment.PendingAttacks, "finish", "  MIA (SVC, attacks in parallel)")
-    timer.wrap(experiment, "reference_bank", BANK)
-    timer.wrap(experiment, "_forgetting_columns", REPEATS)
+    timer.wrap(setup, "load_dataset", "data")
+    timer.wrap(plan, "train_original", "original")
+    timer.wrap(rows_module, "run_method", lambda method, *a, **k: f"method {method.display_name}")
+    timer.wrap(rows_module, "evaluate", "evaluation rows")
+    timer.wrap(evaluate, "predict", "  inference (train + test)")
+    for name, metric in registry.registered().items():
+        attack = metric.attack and metric.deferred is None
+        phase = FORGETTING if name == "forget_quality" else ATTACKS if attack else "  metrics"
+        timer.wrap_metric(name, SVC if metric.deferred is not None else phase)
+    timer.wrap(plan, "reference_model", BANK)
+    timer.wrap(rows_module.ForgetRun, "rmia_a", RMIA_A)
+    timer.wrap(plan, "repeated_run", REPEATS)
+    timer.wrap(bank, "shadow_original", REPEATS)
 
     def logits_phase(engine, model, images, description=""):
         if description == "validation":
@@ -150,10 +178,9 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
 
 
 def evaluation_seconds(seconds: dict) -> float:
-    """Evaluation and metrics: the rows' passes and metrics, and the MIA's attacks."""
-    return seconds.get("evaluation rows", 0.0) + seconds.get(
-        "  MIA (SVC, attacks in parallel)", 0.0
-    )
+    """Evaluation and metrics: the rows' passes and metrics, and the deferred SVC attacks (the
+    SVC's part inside the rows' evaluation is only its inputs: the phase is the fits)."""
+    return seconds.get("evaluation rows", 0.0) + seconds.get(SVC, 0.0)
 
 
 def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str, float]]:
@@ -169,17 +196,12 @@ def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str
     lines += [(k.removeprefix("method "), seconds[k]) for k in methods]
     evaluation = evaluation_seconds(seconds)
     lines.append((f"evaluation + metrics ({len(rows)} rows)", evaluation))
-    for key in (
-        "  inference (train + test)",
-        "  metrics",
-        ATTACKS,
-        "  MIA (SVC, attacks in parallel)",
-    ):
+    for key in ("  inference (train + test)", "  metrics", ATTACKS, FORGETTING, SVC):
         lines.append((key, seconds.get(key, 0.0)))
-    lines += [(key, seconds[key]) for key in (BANK, REPEATS) if key in seconds]
+    lines += [(key, seconds[key]) for key in (BANK, RMIA_A, REPEATS) if key in seconds]
     accounted = seconds.get("data", 0.0) + seconds.get("original", 0.0) + evaluation
-    accounted += sum(seconds[k] for k in methods) + seconds.get(BANK, 0.0)
-    accounted += seconds.get(REPEATS, 0.0)
+    accounted += sum(seconds[k] for k in methods)
+    accounted += sum(seconds.get(key, 0.0) for key in (BANK, RMIA_A, REPEATS))
     lines.append(("other (forget sets, files, report)", total - accounted))
     lines.append(("total", total))
     return lines

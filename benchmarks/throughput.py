@@ -1,20 +1,22 @@
 """Engine overhead: the full training / inference loop against the bare model, in images/s.
 
 (a) Training: `Engine.batches` (a resident uint8 split, crop-flip augmentation) feeding
-`Engine.train_epoch`, against the bare step (forward, cross-entropy, backward, SGD step) on one
+`training.train_one_epoch`, against the bare step (forward, cross-entropy, backward, SGD step) on one
 resident random float batch of the same shape, with the same model and the same optimiser.
 (b) Inference, per model, each in images/s and as a ratio to the bare eager forward:
 - bare: `model(x)` under inference_mode on one resident float chunk of the engine's CPU
   inference size (channels-last on the CPU), as many times as the split has chunks;
 - nchw: the same with NCHW float chunks of `eval_batch_size` (the layout and size the CPU
   chunking replaced);
-- ours: what the engine ran before its calibration, on the uint8 split: batch norm folded and
-  conv regions on oneDNN tensors (`inference_model(model, onednn=True)`, built per call as the
-  weights may have changed), channels-last chunks of the engine's size;
+- ours: batch norm folded and conv regions on oneDNN tensors (`inference_model(model,
+  onednn=True)`, built per call as the weights may have changed), channels-last chunks of the
+  engine's size, on the uint8 split;
 - library: the same loop with `torch.fx.experimental.optimization.optimize_for_inference`
   (conv-bn fusion, dropout removal, oneDNN layout) applied to the network behind `Normalize`;
-- engine: `Engine.logits` after its calibration (`medunlearn.inference`), with the path it
-  picked and the rates it measured; ours and library also show their build time per call.
+- engine: `Engine.logits` on the path `runtime.inference_path: auto` resolves to here;
+- one column per inference path (eager, folded, onednn): `Engine.logits` pinned to that path,
+  so a user can pin the fastest in `runtime.inference_path` (a study never picks one by timing,
+  which could differ between two runs); ours and library also show their build time per call.
 
 The bare batches take the memory layout the engine feeds (channels-last where it uses it), so
 a training ratio measures the engine's own overhead; the loops feed uint8 images, so their
@@ -61,10 +63,10 @@ from medunlearn.augment import build_augment
 from medunlearn.config import ModelConfig, RuntimeConfig, default_experiment
 from medunlearn.data import Split, load_dataset
 from medunlearn.engine import Engine
-from medunlearn.inference import calibration_key, inference_paths
+from medunlearn.inference import PATHS
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.models import build_model, inference_model
-from medunlearn.training import train_model
+from medunlearn.training import train_model, train_one_epoch
 from timing import timed
 
 CHANNELS, CLASSES = 3, 8
@@ -105,7 +107,7 @@ class Row:
     train_ratio: float | None
     eval_batch: int
     eval_images: int
-    eval_loop: float  # the engine's calibrated logits
+    eval_loop: float  # the engine's logits on the path auto resolves to
     eval_bare: float
     eval_ratio: float
     eval_nchw: float
@@ -116,8 +118,8 @@ class Row:
     library_ratio: float | None
     ours_build_ms: float | None
     library_build_ms: float | None
-    picked: str
-    calibration: dict[str, float]  # images/s of each path, as the calibration measured them
+    auto_path: str
+    paths: dict[str, float]  # images/s of Engine.logits pinned to each path
 
 
 def _cpu_name() -> str:
@@ -208,7 +210,7 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
 
     def loop(n_rows: int = len(rows)) -> float:
         batches = engine.batches(split, rows[:n_rows], batch, generator, augment)
-        return engine.train_epoch(model, batches, optimizer, loss_fn)
+        return train_one_epoch(model, loss_fn, optimizer, batches, engine, 0)
 
     x = engine._memory_format(torch.rand(batch, CHANNELS, spec.size, spec.size, device=device))
     y = torch.randint(0, CLASSES, (batch,), device=device)
@@ -266,14 +268,12 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     if graphs:
         runs["ours"] = graph_loop(lambda m: inference_model(m, onednn=True))
         runs["library"] = graph_loop(library_graph)
-    paths = inference_paths(device.type == "cpu", engine.onednn)
-    key = calibration_key(model, eval_split.images, paths)
+    pinned = [path for path in PATHS if path != "onednn" or graphs]
+    for path in pinned:
+        path_engine = Engine(dataclasses.replace(runtime, inference_path=path))
+        runs[f"path {path}"] = lambda e=path_engine: e.logits(model, eval_split.images)
     for run in runs.values():
         run()
-    for _ in range(9):  # the engine calibrates over its first chunks, across calls if need be
-        if key in engine.calibration.choices:
-            break
-        eval_loop()
     seconds = _interleave(args.rounds, device, runs)
     n_eval = len(eval_split)
 
@@ -289,10 +289,11 @@ def measure(spec: Spec, args: argparse.Namespace, device: torch.device) -> Row:
     builds = (_build_ms(lambda m: inference_model(m, onednn=True), model),
               _build_ms(library_graph, model)) if graphs else (None, None)  # fmt: skip
     engine_rate, engine_ratio = rate("engine")
+    paths = {path: rate(f"path {path}")[0] for path in pinned}
     return Row(spec.name, spec.size, batch, steps, *train, per_chunk, n_eval, engine_rate,
                n_eval / statistics.median(seconds["bare"]), engine_ratio,
                *rate("nchw", nchw_chunks * eval_batch), *rate("ours"), *rate("library"), *builds,
-               engine.calibration.choices.get(key, "-"), engine.calibration.rates(key))  # fmt: skip
+               engine.inference_path, paths)  # fmt: skip
 
 
 def bf16_accuracy(args: argparse.Namespace, device: torch.device) -> list[dict]:
@@ -361,21 +362,21 @@ def table(rows: list[Row]) -> str:
                  f"{100 * r.train_ratio:.1f}%"] for r in rows]  # fmt: skip
         tables.append(_aligned(head, body))
     head = ["model", "px", "eval n/chunk", "bare img/s", "nchw", "ours", "library", "engine",
-            "picked", "build ms ours/lib"]  # fmt: skip
+            "auto path", "build ms ours/lib"]  # fmt: skip
     body = [
         [r.model, str(r.px), f"{r.eval_images}/{r.eval_batch}", _rate(r.eval_bare),
          _rate(r.eval_nchw, r.nchw_ratio), _rate(r.eval_ours, r.ours_ratio),
-         _rate(r.eval_library, r.library_ratio), _rate(r.eval_loop, r.eval_ratio), r.picked,
+         _rate(r.eval_library, r.library_ratio), _rate(r.eval_loop, r.eval_ratio), r.auto_path,
          "-" if r.ours_build_ms is None else f"{r.ours_build_ms:.0f}/{r.library_build_ms:.0f}"]
         for r in rows
     ]  # fmt: skip
     tables.append(_aligned(head, body))
-    calibrated = [f"  {r.model}: picked {r.picked}; "
-                  + ", ".join(f"{path} {rate:.1f}" for path, rate in r.calibration.items())
-                  for r in rows if r.calibration]  # fmt: skip
-    if calibrated:
+    pinned = [f"  {r.model}: " + ", ".join(f"{path} {rate:.1f}" for path, rate in r.paths.items())
+              for r in rows if r.paths]  # fmt: skip
+    if pinned:
         tables.append(
-            "calibration (img/s of each path's best timed chunk):\n" + "\n".join(calibrated)
+            "img/s of Engine.logits pinned to each inference path (pin the fastest with "
+            "runtime.inference_path; auto never times):\n" + "\n".join(pinned)
         )
     return "\n\n".join(tables)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,24 @@ def batch_rows(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
 
     monkeypatch.setattr(Engine, "batches", batches)
     return calls
+
+
+@pytest.fixture
+def no_value_reads() -> Callable[[], contextlib.AbstractContextManager]:
+    """A context in which reading a tensor's value into Python (bool, int, float, index, item,
+    tolist) raises: code that runs in it never waits for a device to hand a value over."""
+
+    def refuse(name: str) -> Callable[..., None]:
+        def read(*_args, **_kwargs) -> None:
+            raise AssertionError(f"a tensor's value was read into Python ({name})")
+
+        return read
+
+    @contextlib.contextmanager
+    def forbid() -> Iterator[None]:
+        with pytest.MonkeyPatch.context() as patch:
+            for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+                patch.setattr(torch.Tensor, name, refuse(name))
+            yield
+
+    return forbid

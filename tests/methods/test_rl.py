@@ -1,6 +1,7 @@
 """RL: forget samples really get uniform random labels (fresh per batch); retain keep theirs."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -8,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import medunlearn.methods.rl as rl
-from medunlearn.config import ForgetConfig, MethodConfig
+from medunlearn.config import ForgetConfig, MethodConfig, RuntimeConfig
 from medunlearn.data import Dataset, Split
-from medunlearn.engine import Batch
+from medunlearn.engine import Batch, Engine
 from medunlearn.forget import ForgetSet, select_forget
-from medunlearn.methods import UnlearnData, unlearn
+from medunlearn.methods import Context, UnlearnData, unlearn
 from medunlearn.methods.base import random_labels
 from medunlearn.methods.rl import RLParams, relabelled_loss
 
@@ -159,3 +160,40 @@ def test_unknown_loader(unlearn_data, context, original):
             MethodConfig("rl", {"epochs": 1, "loader": "interleaved"}),
             context,
         )
+
+
+def test_the_loss_reads_no_value_of_its_tensors(context, no_value_reads):
+    """Mixed, forget-only and retain-only batches: the parts' sizes never come from a tensor
+    read into Python (on a GPU, such a read would wait for the device every step)."""
+    data = _big_data(400)
+    loss_fn = relabelled_loss(data, RLParams(), context, context.engine.generator(0))
+    for index in (torch.arange(0, 64), torch.arange(0, 64, 2), torch.arange(1, 64, 2)):
+        batch = Batch(torch.zeros(len(index), 1, 1, 1), data.dataset.train.labels[index], index)
+        logits = torch.randn(len(index), C, requires_grad=True)
+        with no_value_reads():
+            loss = loss_fn(logits, batch)
+            loss.backward()
+        assert torch.isfinite(loss.detach()).all() and logits.grad is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_loss_waits_for_the_device_once_on_cuda():
+    """On a mixed batch, the one synchronising operation is split_rows' nonzero (CUDA's sync
+    debug mode warns at each)."""
+    engine = Engine(RuntimeConfig(device="cuda"))
+    data = _big_data(400)
+    loss_fn = relabelled_loss(data, RLParams(), Context(engine), engine.generator(0))
+    index = torch.randperm(400, device="cuda")[:256]
+    labels = data.dataset.train.labels.cuda()[index]
+    batch = Batch(torch.zeros(256, 1, 1, 1, device="cuda"), labels, index)
+    logits = torch.randn(256, C, device="cuda")
+    loss_fn(logits, batch)  # first calls may set things up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loss_fn(logits, batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len([w for w in caught if "synchroniz" in str(w.message)]) == 1

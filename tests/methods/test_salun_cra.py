@@ -290,3 +290,16 @@ def test_data_that_is_not_a_positive_vs_negative_task_is_refused(dataset, reason
 def test_unknown_entropy_target_is_rejected() -> None:
     with pytest.raises(ConfigError, match="entropy_on"):
         method_params("salun-cra", {"entropy_on": "benign"})
+
+
+@pytest.mark.parametrize("entropy_on", ["positive", "all"])
+def test_the_loss_reads_no_value_of_its_tensors(data, context, entropy_on, no_value_reads):
+    """Every kind of batch: the parts' sizes never come from a tensor read into Python."""
+    loss_fn = _loss(data, context, _params(entropy_on=entropy_on))
+    kinds = ("malignant", "benign", "retain")
+    for rows in [_rows(data, kind) for kind in kinds] + [torch.arange(N_TRAIN)]:
+        logits = _logits(len(rows)).requires_grad_()
+        with no_value_reads():
+            loss = loss_fn(logits, _batch(data, rows))
+            loss.backward()
+        assert torch.isfinite(loss.detach()).all() and logits.grad is not None

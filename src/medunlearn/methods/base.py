@@ -114,6 +114,20 @@ def random_labels(labels: torch.Tensor, n_classes: int, generator: torch.Generat
     ).to(labels.device)
 
 
+def split_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions where `mask` is True and where it is False, each in order, and so both
+    counts as lengths known on the host: no value is read into Python. The device is waited
+    for once, by the nonzero that sizes the first part (a boolean index waits each time)."""
+    chosen = torch.nonzero(mask).squeeze(1)
+    others = torch.argsort(mask.to(torch.uint8), stable=True)[: len(mask) - len(chosen)]
+    return chosen, others
+
+
+def take_rows(batch: Batch, rows: torch.Tensor) -> Batch:
+    """The given rows of a batch."""
+    return Batch(batch.images[rows], batch.labels[rows], batch.index[rows])
+
+
 def concat_batches(first: Batch, second: Batch) -> Batch:
     """One batch holding both, so a single forward pass serves two losses."""
     return Batch(

@@ -20,6 +20,7 @@ from medunlearn.methods.base import (
     method_rows,
     random_labels,
     retain_loss,
+    split_rows,
 )
 from medunlearn.methods.registry import register
 from medunlearn.training import EpochBatches
@@ -36,7 +37,8 @@ class RLParams(MethodParams):
 def relabelled_loss(
     data: UnlearnData, params: MethodParams, context: Context, generator: torch.Generator
 ) -> LossFn:
-    """CE where forget rows of each batch get new random labels and retain rows keep theirs."""
+    """CE where forget rows of each batch get new random labels and retain rows keep theirs;
+    the parts' row counts are lengths on the host (`split_rows`), never read from the device."""
     is_forget = data.is_forget.to(context.engine.device)
     retain_ce = retain_loss(data, params, context.engine.device)
 
@@ -45,12 +47,14 @@ def relabelled_loss(
         targets = torch.where(
             forget, random_labels(batch.labels, data.n_classes, generator), batch.labels
         )
-        n_forget = int(forget.sum())
+        forget_rows, retain_rows = split_rows(forget)
         parts = []
-        if n_forget:
-            parts.append(n_forget * F.cross_entropy(logits[forget], targets[forget]))
-        if n_forget < len(targets):
-            parts.append((len(targets) - n_forget) * retain_ce(logits[~forget], targets[~forget]))
+        if len(forget_rows):
+            ce = F.cross_entropy(logits[forget_rows], targets[forget_rows])
+            parts.append(len(forget_rows) * ce)
+        if len(retain_rows):
+            ce = retain_ce(logits[retain_rows], targets[retain_rows])
+            parts.append(len(retain_rows) * ce)
         return sum(parts) / len(targets)
 
     return loss

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from medunlearn.engine import Batch, LossFn
-from medunlearn.methods.base import Context, UnlearnData
+from medunlearn.methods.base import Context, UnlearnData, split_rows, take_rows
 from medunlearn.methods.registry import register
 from medunlearn.methods.rl import relabelled_loss
 from medunlearn.methods.salun import SalUnParams, masked_relabel
@@ -58,28 +58,21 @@ def entropy_rows(data: UnlearnData, entropy_on: str) -> torch.Tensor:
     return data.is_forget & (data.dataset.train.labels == data.dataset.positive_class)
 
 
-def _rows(batch: Batch, keep: torch.Tensor) -> Batch:
-    """The rows of a batch where `keep` is True."""
-    return Batch(batch.images[keep], batch.labels[keep], batch.index[keep])
-
-
 def cra_loss(
     data: UnlearnData, params: SalUnCRAParams, context: Context, generator: torch.Generator
 ) -> LossFn:
-    """Entropy rows: -H; every other row: RL's relabelled loss; parts weighted by row count."""
+    """Entropy rows: -H; every other row: RL's relabelled loss; parts weighted by row count
+    (lengths on the host, `split_rows`, never read from the device)."""
     use_entropy = entropy_rows(data, params.entropy_on).to(context.engine.device)
     relabelled = relabelled_loss(data, params, context, generator)
 
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        entropy = use_entropy[batch.index]
-        other = ~entropy
-        n_entropy = int(entropy.sum())
-        n_other = len(batch.index) - n_entropy
+        entropy, other = split_rows(use_entropy[batch.index])
         parts = []
-        if n_entropy:
-            parts.append(n_entropy * negative_entropy(logits[entropy]))
-        if n_other:
-            parts.append(n_other * relabelled(logits[other], _rows(batch, other)))
+        if len(entropy):
+            parts.append(len(entropy) * negative_entropy(logits[entropy]))
+        if len(other):
+            parts.append(len(other) * relabelled(logits[other], take_rows(batch, other)))
         return sum(parts) / len(batch.index)
 
     return loss

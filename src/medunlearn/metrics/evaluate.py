@@ -122,13 +122,14 @@ def evaluate_logits(
     forget_set: ForgetSet,
     request: Request = Request(),
     model: nn.Module | None = None,
+    device: torch.device | None = None,
 ) -> Evaluation:
     """Every metric the request admits, read off a model's logits per split (`model` for the
-    metrics that train on it)."""
+    metrics that train on it; `device` for those that compute on it)."""
     started = time.perf_counter()
     evidence = Evidence(
         dataset, forget_set, logits, request.seed, request.reference, request.rmia_a,
-        request.repeats, model, request.relearning,
+        request.repeats, model, request.relearning, device=device,
     )  # fmt: skip
     evaluation = Evaluation({}, evidence=evidence)
     for metric in admitted(dataset, request):
@@ -154,7 +155,7 @@ def evaluate(
     each split they read (plus `request.keep`); its seconds include the inference."""
     started = time.perf_counter()
     logits = predict(model, dataset, engine, sources(admitted(dataset, request), request))
-    evaluation = evaluate_logits(logits, dataset, forget_set, request, model)
+    evaluation = evaluate_logits(logits, dataset, forget_set, request, model, engine.device)
     evaluation.seconds = time.perf_counter() - started
     return evaluation
 

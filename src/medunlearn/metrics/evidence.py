@@ -107,7 +107,8 @@ class Relearning:
 class Evidence:
     """One model's evidence: its logits on the predicted splits of `dataset`, the forget set,
     the attacks' `seed`, and what some metrics need: a bank `reference` with RMIA's `rmia_a`,
-    the method's `repeats`, the `model` and how to relearn (`relearning`).
+    the method's `repeats`, the `model` and how to relearn (`relearning`), and the `device`
+    a metric may compute on (the engine's).
 
     `allowed` limits what a metric may read (the common suite hands each metric only what it
     declared; reading anything else raises `Undeclared`)."""
@@ -122,6 +123,7 @@ class Evidence:
     model: nn.Module | None = None
     relearning: Relearning | None = None
     allowed: frozenset[str] | None = None
+    device: torch.device | None = None
     _scores: dict[str, SampleScores] = field(default_factory=dict, repr=False)
 
     def _check(self, what: str) -> None:

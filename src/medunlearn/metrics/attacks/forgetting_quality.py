@@ -1,11 +1,19 @@
 """The forgetting score of the NeurIPS 2023 unlearning challenge (Triantafillou et al.): can
-any threshold rule on phi tell N unlearning runs from N retrained models, example by example?"""
+any threshold rule on phi tell N unlearning runs from N retrained models, example by example?
+
+The epsilons are computed for all forget examples at once on a torch device
+(`forgetting_epsilons`); `example_epsilon` is the same computation for one example in numpy,
+kept as the readable reference the batched one is tested against.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from medunlearn.metrics.evidence import Evidence
 from medunlearn.metrics.registry import Column, Needs, Output, register_metric
@@ -18,6 +26,10 @@ INTERVAL_BUFFER = 2.0
 BUCKET_WIDTH = 0.5
 # a bank whose phi range is below 1% of the other's is "peaky": epsilon is set to the cap
 PEAKY_RATIO = 0.01
+# decision rules the batched score holds at once (about 30 bytes each): chunks that stay in a
+# CPU's caches ran fastest there (2 cores), a GPU wants large ones
+CPU_RULES_PER_CHUNK = 2**20
+GPU_RULES_PER_CHUNK = 2**24
 
 
 @dataclass(frozen=True)
@@ -118,22 +130,21 @@ def bucket_points(epsilons: np.ndarray, n_models: int) -> np.ndarray:
 
 
 def forgetting_score(
-    unlearned_phi: np.ndarray, retrained_phi: np.ndarray, delta: float = DELTA
+    unlearned_phi: np.ndarray,
+    retrained_phi: np.ndarray,
+    delta: float = DELTA,
+    device: torch.device | str | None = None,
 ) -> ForgettingScore:
     """The challenge's forgetting quality F from phi of each forget example under N unlearned
     and N retrained models (both N x n_forget, N >= 2): the mean points of the examples'
-    epsilons (1 = unlearned indistinguishable from retrained everywhere, 0 = everywhere told apart)."""
+    epsilons (1 = unlearned indistinguishable from retrained everywhere, 0 = everywhere told
+    apart). The epsilons are computed on `device` (default the CPU), all examples at once."""
     unlearned = np.asarray(unlearned_phi, dtype=float)
     retrained = np.asarray(retrained_phi, dtype=float)
     if unlearned.shape != retrained.shape or unlearned.ndim != 2 or len(unlearned) < 2:
         raise ValueError("both banks need the same shape (models, forget examples), >= 2 models")
     n_models = len(unlearned)
-    epsilons = np.array(
-        [
-            example_epsilon(unlearned[:, i], retrained[:, i], delta)
-            for i in range(unlearned.shape[1])
-        ]
-    )
+    epsilons = forgetting_epsilons(unlearned, retrained, delta, device)
     return ForgettingScore(
         f=float(bucket_points(epsilons, n_models).mean()),
         epsilons=epsilons,
@@ -148,6 +159,204 @@ def final_score(
     """The challenge's final score F * (RA_u / RA_r) * (TA_u / TA_r), accuracies averaged over
     each bank's models (any unit, the ratios cancel it)."""
     return f * (ra_unlearned / ra_retrained) * (ta_unlearned / ta_retrained)
+
+
+# --- the same epsilons, every example at once on a torch device ---------------------------------
+
+
+def forgetting_epsilons(
+    unlearned: np.ndarray,
+    retrained: np.ndarray,
+    delta: float = DELTA,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """`example_epsilon` of every column of two N x n banks, batched on `device` in float64.
+
+    Every example's thresholds are those of the numpy code, value for value. A rule's FPR and
+    FNR are counts over N, so its epsilon is read from a table that `rule_epsilons` computed
+    for every pair of counts: the epsilons equal the reference's. Examples run in chunks of
+    at most CPU_ or GPU_RULES_PER_CHUNK rules, grouped by size so little of a chunk is padding.
+    """
+    device = torch.device(device or "cpu")
+    unlearned_rows, retrained_rows = (
+        torch.tensor(bank.T, dtype=torch.float64, device=device).sort(1).values
+        for bank in (unlearned, retrained)
+    )
+    swap = _median(retrained_rows) > _median(unlearned_rows)
+    banks = _Banks.of(unlearned_rows, retrained_rows).swapped(swap)
+    single, interval = _Single(banks, delta), _Interval(banks, delta)
+    epsilons = np.full(len(swap), EPSILON_CAP)
+    not_peaky = ~_peaky(banks.positive, banks.negative).cpu().numpy()
+    budget = CPU_RULES_PER_CHUNK if device.type == "cpu" else GPU_RULES_PER_CHUNK
+    for chunk in _chunks(single.n_rules + interval.n_rules, not_peaky, budget):
+        rows = torch.as_tensor(chunk, device=device)
+        best = torch.maximum(single.best(rows), interval.best(rows)).clamp(max=EPSILON_CAP)
+        epsilons[chunk] = torch.where(best == -torch.inf, 0.0, best).cpu().numpy()
+    return epsilons
+
+
+def _median(sorted_rows: torch.Tensor) -> torch.Tensor:
+    """np.median of each row of a row-sorted matrix (for an even length the middle two
+    values' sum over 2, as numpy computes it)."""
+    n = sorted_rows.shape[1]
+    if n % 2:
+        return sorted_rows[:, n // 2]
+    return (sorted_rows[:, n // 2 - 1] + sorted_rows[:, n // 2]) / 2
+
+
+def _ptp(sorted_rows: torch.Tensor) -> torch.Tensor:
+    """The range of each row of a row-sorted matrix."""
+    return sorted_rows[:, -1] - sorted_rows[:, 0]
+
+
+def _peaky(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """Per example: is one bank's range below PEAKY_RATIO of the other's?"""
+    ranges = torch.stack([_ptp(positive), _ptp(negative)])
+    return ranges.amin(0) < PEAKY_RATIO * ranges.amax(0)
+
+
+@dataclass(frozen=True)
+class _Banks:
+    """Per example (row): the sorted positive and negative banks, all 2N values merged in order,
+    and how many positive and negative values are among the merged's first k, k = 0..2N. Where
+    a threshold t falls in the merged values (searchsorted) then gives both banks' counts below
+    t (or at most t) at once: the first k merged values are exactly those below t, ties too."""
+
+    positive: torch.Tensor
+    negative: torch.Tensor
+    merged: torch.Tensor
+    positive_first: torch.Tensor
+    negative_first: torch.Tensor
+
+    @classmethod
+    def of(cls, positive: torch.Tensor, negative: torch.Tensor) -> _Banks:
+        """The merged values and counts of two row-sorted banks."""
+        merged, order = torch.cat([positive, negative], 1).sort(1)
+        positive_first = F.pad((order < positive.shape[1]).cumsum(1), (1, 0))
+        ranks = torch.arange(merged.shape[1] + 1, device=merged.device)
+        return cls(positive, negative, merged, positive_first, ranks - positive_first)
+
+    def swapped(self, swap: torch.Tensor) -> _Banks:
+        """The banks with positive and negative exchanged in the examples where `swap` is True."""
+        flip = swap[:, None]
+        return _Banks(
+            torch.where(flip, self.negative, self.positive),
+            torch.where(flip, self.positive, self.negative),
+            self.merged,
+            torch.where(flip, self.negative_first, self.positive_first),
+            torch.where(flip, self.positive_first, self.negative_first),
+        )
+
+
+def _grid_size(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """The challenge's number of thresholds on each [low, high]: 100 per unit, rounded up."""
+    return torch.ceil((high - low) * THRESHOLDS_PER_UNIT).long()
+
+
+def _linspace(low: torch.Tensor, high: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """np.linspace(low, high, size) of each row (i * step + low, the last set to high, as numpy
+    computes them), padded to the longest row (at least 1) with its last value. A repeated
+    threshold repeats a rule, so padding leaves the max over rules as it is; a row of size 0
+    (the single threshold's grid where every phi is one value) gets `low`, a rule that is
+    dropped there like all others."""
+    last = (size - 1).clamp(min=0)[:, None].double()
+    steps = torch.arange(int(last.max()) + 1, dtype=torch.float64, device=low.device)
+    steps = torch.minimum(steps, last)
+    values = steps * ((high - low) / (size - 1).clamp(min=1))[:, None] + low[:, None]
+    return torch.where((steps == last) & (last > 0), high[:, None], values)
+
+
+def _epsilon_table(fpr: np.ndarray, fnr: np.ndarray, delta: float, device) -> torch.Tensor:
+    """`rule_epsilons` of every pair (fpr[a], fnr[b]) at a * len(fnr) + b, dropped rules -inf."""
+    table = rule_epsilons(fpr[:, None], fnr[None, :], delta).ravel()
+    return torch.as_tensor(np.nan_to_num(table, nan=-np.inf, posinf=np.inf), device=device)
+
+
+def _pair_at(
+    merged: torch.Tensor, pair: torch.Tensor, thresholds: torch.Tensor, side: str
+) -> torch.Tensor:
+    """Per threshold (examples x thresholds), the table place of its pair of counts: `pair` at
+    its place among the merged values, those below it (side "left") or at most it ("right")."""
+    return torch.gather(pair, 1, torch.searchsorted(merged, thresholds, side=side))
+
+
+class _Single:
+    """The rules "positive iff phi >= t", t on each example's grid (`_single_threshold_rates`),
+    with the table of FPR 1 - a / N and FNR b / N (a negatives below t, b positives)."""
+
+    def __init__(self, banks: _Banks, delta: float) -> None:
+        """Each example's grid bounds and size, the place of each pair of counts below a
+        threshold in the epsilon table, and the table."""
+        positive, negative = banks.positive, banks.negative
+        self.low = torch.minimum(positive[:, 0], negative[:, 0])
+        self.high = torch.maximum(positive[:, -1], negative[:, -1])
+        self.size = _grid_size(self.low, self.high)
+        self.n_rules = self.size.cpu().numpy()
+        n = positive.shape[1]
+        self.pair = (banks.negative_first * (n + 1) + banks.positive_first).int()
+        self.merged = banks.merged
+        share = np.arange(n + 1) / n
+        self.table = _epsilon_table(1.0 - share, share, delta, positive.device)
+
+    def best(self, rows: torch.Tensor) -> torch.Tensor:
+        """The largest epsilon of each example's rules (-inf where every rule is dropped)."""
+        thresholds = _linspace(self.low[rows], self.high[rows], self.size[rows])
+        return _table_max(
+            self.table, _pair_at(self.merged[rows], self.pair[rows], thresholds, "left")
+        )
+
+
+class _Interval:
+    """The rules "positive iff l <= phi <= r", the narrower bank positive (`_interval_rates`),
+    with the table of FPR a / N and FNR 1 - b / N for a negatives and b positives inside, each
+    counted as (at most r) - (below l), from -N (l > r: 0 inside) to N."""
+
+    def __init__(self, banks: _Banks, delta: float) -> None:
+        """Each example's width and grid of r; the offsets of l; the place of each pair of
+        counts (below l, or shifted by N for at most r) in the epsilon table; the table."""
+        banks = banks.swapped(_ptp(banks.positive) >= _ptp(banks.negative))
+        self.width = _ptp(banks.positive)
+        self.low = banks.positive[:, 0] + self.width - INTERVAL_BUFFER
+        self.high = banks.positive[:, -1] + INTERVAL_BUFFER
+        self.size = _grid_size(self.low, self.high)
+        n_offsets = int(np.ceil(2 * INTERVAL_BUFFER * THRESHOLDS_PER_UNIT))
+        offsets = np.linspace(-INTERVAL_BUFFER, INTERVAL_BUFFER, n_offsets)
+        self.offsets = torch.as_tensor(offsets, device=self.width.device)
+        self.n_rules = self.size.cpu().numpy() * n_offsets
+        n = banks.positive.shape[1]
+        self.pair = (banks.negative_first * (2 * n + 1) + banks.positive_first).int()
+        self.shift = n * (2 * n + 1) + n  # (a + N, b + N) for the counts at most r
+        self.merged = banks.merged
+        share = np.maximum(np.arange(-n, n + 1), 0) / n
+        self.table = _epsilon_table(share, 1.0 - share, delta, self.width.device)
+
+    def best(self, rows: torch.Tensor) -> torch.Tensor:
+        """The largest epsilon of each example's rules (-inf where every rule is dropped)."""
+        right = _linspace(self.low[rows], self.high[rows], self.size[rows])
+        left = ((right - self.width[rows, None])[:, :, None] + self.offsets).flatten(1)
+        merged, pair = self.merged[rows], self.pair[rows]
+        upper = _pair_at(merged, pair, right, "right").add_(self.shift)
+        lower = _pair_at(merged, pair, left, "left").view(len(rows), right.shape[1], -1)
+        return _table_max(self.table, upper[:, :, None] - lower)
+
+
+def _table_max(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Per example (first dimension of `index`), the largest table entry its rules point to
+    (index_select: several times faster than advanced indexing on the CPU)."""
+    return table.index_select(0, index.flatten()).view(len(index), -1).amax(1)
+
+
+def _chunks(n_rules: np.ndarray, keep: np.ndarray, budget: int) -> Iterator[np.ndarray]:
+    """The kept examples in chunks of similar rule counts (smallest first), each padded to at
+    most `budget` rules (one example alone where it has more)."""
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(n_rules[order], kind="stable")]
+    start = 0
+    while start < len(order):
+        padded = np.arange(1, len(order) - start + 1) * n_rules[order[start:]]
+        stop = start + max(1, int(np.searchsorted(padded, budget, side="right")))
+        yield order[start:stop]
+        start = stop
 
 
 @register_metric(
@@ -170,7 +379,7 @@ def forget_quality(evidence: Evidence) -> Output:
     unlearned, retrained = repeats.finite_banks()
     if len(unlearned) < 2:
         return Output(dict.fromkeys(("forget_quality", "forget_score", "forget_score_n")))
-    score = forgetting_score(unlearned, retrained)
+    score = forgetting_score(unlearned, retrained, device=evidence.device)
     final = final_score(score.f, repeats.ra_unlearned, repeats.ra_retrained,
                         repeats.ta_unlearned, repeats.ta_retrained)  # fmt: skip
     return Output(

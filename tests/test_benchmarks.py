@@ -1,0 +1,68 @@
+"""benchmarks/gpu.sh, the prepared GPU run, in its CPU dry run on the tiny fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WRITTEN = [
+    "checks.log",
+    "experiment.json",
+    "experiment.log",
+    "gpu.log",
+    "salun64.log",
+    "throughput.json",
+    "throughput.log",
+]
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_every_step_on_the_cpu_and_writes_its_tables(write_npz, tmp_path):
+    data = write_npz().parent
+    out = tmp_path / "out"
+    command = ["bash", "benchmarks/gpu.sh", "--device", "cpu", "--tiny", "--data", str(data)]
+    env = {**os.environ, "PYTHON": sys.executable, "MEDUNLEARN_DATA": str(data)}
+    env.pop("OUT", None)
+    result = subprocess.run(
+        [*command, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(path.name for path in out.iterdir()) == WRITTEN
+    steps = (out / "gpu.log").read_text()
+    for step in ("throughput eager", "CUDA-only tests", "forgetting score", "salun64"):
+        assert f"{step} " in steps
+    assert "experiment " in steps and "0 step(s) failed" in steps
+    assert "cnn: loop" in steps  # the throughput targets, beside the run
+    assert json.loads((out / "throughput.json").read_text())["rows"][0]["model"] == "cnn"
+    phases = json.loads((out / "experiment.json").read_text())["phases"]
+    assert any(phase.startswith("repeats") for phase in phases)
+    checks = (out / "checks.log").read_text()
+    assert "needs a CUDA device" in checks and "largest epsilon difference 0" in checks
+    salun = (out / "salun64.log").read_text()
+    assert "64 px from the 28 px file" in salun and "\nsalun," in salun
+
+
+@pytest.mark.slow
+def test_the_gpu_script_goes_on_after_a_failed_step_and_says_so(tmp_path):
+    """A data folder without the file: the steps that read it fail, the script still ends,
+    with status 1 and each failure in its log."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable}
+    command = ["bash", "benchmarks/gpu.sh", "--device", "cpu", "--tiny", "--steps", "salun64"]
+    result = subprocess.run(
+        [*command, "--data", str(tmp_path / "none"), str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    steps = (out / "gpu.log").read_text()
+    assert "salun64" in steps and "FAILED" in steps and "1 step(s) failed" in steps
