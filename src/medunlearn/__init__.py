@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from medunlearn.config import ExperimentConfig, load_config
 from medunlearn.data import load_dataset
-from medunlearn.deletion import serve_deletion
+from medunlearn.deletion.oneoff import serve_deletion
 from medunlearn.experiment import run
 from medunlearn.forget import select_forget
 from medunlearn.methods import unlearn

@@ -165,12 +165,19 @@ def unlearn(
         list[str] | None, typer.Option("--param", "-p", help="method hyper-parameter key=value")
     ] = None,
     out: OutOpt = Path("runs/deletion"),
+    bank: Annotated[
+        int, typer.Option("--bank", help="reference Retrains for LiRA and RMIA (0: none)")
+    ] = 0,
     data_root: DataRootOpt = None,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Serve a deletion request: unlearned checkpoint plus an audit report."""
-    from medunlearn.deletion import serve_deletion
+    """A one-off deletion request: unlearned checkpoint plus an audit report.
+
+    For a deployed model serving requests one after another (patients, a ledger, a validated
+    protocol, the clinical gate), use `deploy`, `protocol` and `delete`: this command knows
+    nothing of earlier requests."""
+    from medunlearn.deletion.oneoff import serve_deletion
 
     with _user_errors():
         params = parse_assignments(param or [], "--param")
@@ -178,10 +185,147 @@ def unlearn(
         with RichProgress(errors) as progress:
             result = serve_deletion(
                 checkpoint, forget_ids, MethodConfig(method, params), out, data_root, runtime,
-                progress,
+                progress, bank,
             )  # fmt: skip
     console.print(result.report.read_text())
     console.print(f"unlearned model: {result.checkpoint}; audit: {result.report}")
+
+
+KeyOpt = Annotated[
+    Path | None, typer.Option("--key", help="Ed25519 private key (PEM) signing the ledger record")
+]
+PatientMapOpt = Annotated[
+    Path | None, typer.Option("--patient-map", help="CSV of train_id, patient_id")
+]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="method hyper-parameter key=value")
+]
+
+
+def _runtime(device: str, cache: str | None) -> RuntimeConfig:
+    """The runtime of a deployment command."""
+    return RuntimeConfig(device=device, cache_dir=cache)
+
+
+@app.command()
+def deploy(
+    checkpoint: Annotated[Path, typer.Argument(help="trained model (from `medunlearn train`)")],
+    out: OutOpt = Path("runs/deployment"),
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML whose `deletion:` settings to use")
+    ] = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Start a deployment: its current checkpoint, its ledger and the ids it will forget."""
+    from medunlearn.deletion.service import deploy as start
+
+    with _user_errors(), RichProgress(errors) as progress:
+        folder = start(checkpoint, out, config, data_root, _runtime(device, cache), progress)
+    console.print(f"deployment: {folder} (ledger {folder / 'ledger.jsonl'})")
+
+
+@app.command()
+def protocol(
+    deployment: Annotated[Path, typer.Argument(help="deployment folder")],
+    method: Annotated[str, typer.Option("--method", "-m", help="method to validate")],
+    param: ParamOpt = None,
+    patient_map: PatientMapOpt = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+    device: DeviceOpt = "auto",
+    key: KeyOpt = None,
+) -> None:
+    """Validate a method once on the deployment: simulated requests against banks of Retrains;
+    the acceptance criteria every real request is then held to."""
+    from medunlearn.deletion.protocol import validate_protocol
+
+    with _user_errors():
+        params = parse_assignments(param or [], "--param")
+        with RichProgress(errors) as progress:
+            found = validate_protocol(deployment, method, params, patient_map, data_root,
+                                      _runtime(device, cache), key, progress)  # fmt: skip
+    verdict = (
+        "validated" if found["validated"] else "NOT validated: " + "; ".join(found["failures"])
+    )
+    console.print(f"{method}: {verdict}")
+    for criterion in found["criteria"]:
+        console.print(f"  {criterion['label']}: at most {criterion['bound']:.3f}")
+
+
+@app.command()
+def delete(
+    deployment: Annotated[Path, typer.Argument(help="deployment folder")],
+    ids: Annotated[Path | None, typer.Option("--ids", help="training ids to forget")] = None,
+    patients: Annotated[
+        Path | None, typer.Option("--patients", help="patient ids to forget, one a line")
+    ] = None,
+    patient_map: PatientMapOpt = None,
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="default: the protocol's")
+    ] = None,
+    param: ParamOpt = None,
+    reference: Annotated[
+        bool, typer.Option("--reference-retrain", help="also train the exact Retrain, compare")
+    ] = False,
+    auto_retrain: Annotated[
+        bool | None, typer.Option("--auto-retrain/--no-auto-retrain", help="retrain when due")
+    ] = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+    device: DeviceOpt = "auto",
+    key: KeyOpt = None,
+) -> None:
+    """Serve a deletion request on a deployment: forget patients (or images) with the validated
+    method, pass the clinical gate (or fall back to an exact Retrain), commit to the ledger."""
+    from medunlearn.deletion.service import delete as serve
+
+    with _user_errors():
+        params = parse_assignments(param or [], "--param")
+        with RichProgress(errors) as progress:
+            outcome = serve(deployment, ids, patients, patient_map, method, params, data_root,
+                            _runtime(device, cache), reference, auto_retrain, key, progress)  # fmt: skip
+    record = outcome.record
+    if outcome.answered:
+        console.print(
+            f"already forgotten: request {record['request']} ({record['time']}); nothing done"
+        )
+        return
+    console.print(f"request {record['request']}: {record['decision']} ({record['method']}); "
+                  f"audit: {outcome.audit / 'audit.html'}")  # fmt: skip
+
+
+ledger_app = typer.Typer(help="The deployment's ledger: show it, or verify its chain.")
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    deployment: Annotated[Path, typer.Argument(help="deployment folder")],
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="Ed25519 public key (PEM)")
+    ] = None,
+) -> None:
+    """Recompute the ledger's chain (and signatures) and every checkpoint hash it can find."""
+    from medunlearn.deletion.verify import verify
+
+    with _user_errors():
+        report = verify(deployment, public_key)
+    for line in report.lines:
+        console.print(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("show")
+def ledger_show(deployment: Annotated[Path, typer.Argument(help="deployment folder")]) -> None:
+    """The ledger's records, one a line (no patient id is in them)."""
+    from medunlearn.deletion.verify import summary
+
+    with _user_errors():
+        for line in summary(deployment):
+            console.print(line, markup=False)
 
 
 @app.command()
@@ -193,13 +337,13 @@ def evaluate(
     device: DeviceOpt = "auto",
 ) -> None:
     """UA, RA, TA and MIA (plus clinical metrics on binary tasks) of a checkpoint."""
-    from medunlearn.deletion import evaluate_checkpoint, open_checkpoint
+    from medunlearn.deletion.oneoff import evaluate_checkpoint, open_checkpoint
 
     with _user_errors():
         runtime = RuntimeConfig(device=device, cache_dir=cache)
         session, trained, forget_set = open_checkpoint(checkpoint, forget_ids, data_root, runtime)
         seed = int(trained.meta.get("seed", 0))
-        metrics = evaluate_checkpoint(trained.model, session, forget_set, seed)
+        metrics, _ = evaluate_checkpoint(trained.model, session, forget_set, seed)
     from medunlearn.analyses.tables import fmt
 
     for key, value in metrics.items():

@@ -307,13 +307,18 @@ class EvaluationConfig(Checked):
     `relearn` (opt-in, it trains): each row's relearn time, the epochs of fine-tuning on the
     forget set (the training recipe's lr, momentum and batch) until its accuracy there is back
     within `relearn_tolerance` of the original model's, at most `relearn_epochs`, and its
-    anamnesis index against Retrain's (ERASURE)."""
+    anamnesis index against Retrain's (ERASURE). `matched`: the phi threshold attack against
+    test images of the forget set's classes too (the deletion service's per-request evidence);
+    `calibration`: the expected calibration error on test.
+    A metric named in an evaluation request runs whatever these options say."""
 
     bank: int = constrained(0, NON_NEGATIVE)
     repeats: int = constrained(0, NON_NEGATIVE)
     shadow_originals: bool = False
     rmia_a: float | None = constrained(None, UNIT)
     relearn: bool = False
+    matched: bool = False
+    calibration: bool = False
     relearn_epochs: int = constrained(10, AT_LEAST_ONE)
     relearn_tolerance: float = constrained(0.05, Interval(0, 1, "left"))
 
@@ -409,6 +414,82 @@ class TuneConfig(Checked):
 
 
 @dataclass
+class GateConfig(Checked):
+    """The clinical release gate, fixed in advance: non-inferiority margins of the model after
+    a deletion against the last exactly retrained model, in percentage points (Global Risk II in
+    its own units), each judged on the bootstrap interval (`resamples`, `confidence`) of the
+    paired difference over the test split: a request is released only where the interval's
+    worse end stays within every margin. Sensitivity and Global Risk II apply to binary tasks.
+    A request that fails is retrained exactly (`fallback: retrain`, the patient is forgotten
+    either way) or held (`hold`: nothing deployed, the request stays open)."""
+
+    accuracy: float = constrained(2.0, NON_NEGATIVE)
+    balanced_accuracy: float = constrained(2.0, NON_NEGATIVE)
+    sensitivity: float = constrained(3.0, NON_NEGATIVE)
+    risk_2: float = constrained(0.2, NON_NEGATIVE)
+    ece: float = constrained(3.0, NON_NEGATIVE)
+    class_drop: float = constrained(5.0, NON_NEGATIVE)
+    confidence: float = constrained(0.95, Interval(0, 1, "neither"))
+    resamples: int = constrained(1000, AT_LEAST_ONE)
+    fallback: Literal["retrain", "hold"] = "retrain"
+
+
+@dataclass
+class DebtConfig(Checked):
+    """When the drift of sequential approximate deletions calls for an exact retrain: more than
+    `images` images forgotten approximately since the last one, a test accuracy `drift` (points)
+    below it, or an earlier request's forgotten images recognisable again (`reversal`: their
+    phi attack AUC above the protocol's bound, or above 0.5 + reversal without a protocol)."""
+
+    images: int = constrained(500, AT_LEAST_ONE)
+    drift: float = constrained(1.0, NON_NEGATIVE)
+    reversal: float = constrained(0.1, NON_NEGATIVE)
+
+
+@dataclass
+class ProtocolConfig(Checked):
+    """How `medunlearn protocol` validates a method once on a deployment: `requests` simulated
+    requests, drawn like real ones (`size` images, or patients where a mapping is given), each
+    against a bank of `bank` Retrains with `repeats` repeated runs and relearning, at
+    `confidence`; the acceptance criteria it derives are what each real request is held to.
+    The method is validated where, on every simulated request, its LiRA and RMIA AUCs lie
+    within `attack_gap` of Retrain's, U-LiRA tells its runs from Retrains with a balanced
+    accuracy of at most `ulira`, and its anamnesis index is at least `ain`."""
+
+    requests: int = constrained(3, AT_LEAST_ONE)
+    size: int = constrained(20, AT_LEAST_ONE)
+    bank: int = constrained(4, Interval(2, None))
+    repeats: int = constrained(3, Interval(3, None))
+    confidence: float = constrained(0.95, Interval(0, 1, "neither"))
+    attack_gap: float = constrained(0.05, NON_NEGATIVE)
+    ulira: float = constrained(0.6, Interval(0.5, 1))
+    ain: float = constrained(0.5, NON_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.repeats > self.bank:
+            raise ConfigError(
+                f"deletion.protocol.repeats ({self.repeats}) must not exceed its bank "
+                f"({self.bank}): each repeated run is compared with one bank Retrain"
+            )
+
+
+@dataclass
+class DeletionConfig(Checked):
+    """The deletion service of a deployment. A request is closed over exact duplicates of its
+    images in the training split (always) and, with `phash_distance`, reports the images within
+    that perceptual-hash distance (64-bit DCT hash; forgotten too with `forget_neighbours`).
+    `auto_retrain` retrains exactly when the debt passes its bound (else it is recommended)."""
+
+    phash_distance: int | None = constrained(None, NON_NEGATIVE)
+    forget_neighbours: bool = False
+    auto_retrain: bool = False
+    gate: GateConfig = field(default_factory=GateConfig)
+    debt: DebtConfig = field(default_factory=DebtConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+
+@dataclass
 class ExperimentConfig(Checked):
     """A whole experiment: data, model, recipe, forget sets, methods and seeds.
 
@@ -426,6 +507,7 @@ class ExperimentConfig(Checked):
     augmentations: list[AugMode] = field(default_factory=list)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    deletion: DeletionConfig = field(default_factory=DeletionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 

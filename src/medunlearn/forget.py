@@ -22,7 +22,11 @@ class ForgetError(UserError):
 
 @dataclass
 class ForgetSet:
-    """Training-sample ids to forget, tied to the exact dataset they index."""
+    """Training-sample ids to forget, tied to the exact dataset they index.
+
+    `excluded` are training ids forgotten by earlier requests (a deployment serves requests one
+    after another): they belong to neither the forget set nor the retain set, so no later step
+    (a method's retain data, a Retrain, a bank model) ever trains on them again."""
 
     forget_ids: np.ndarray
     n_train: int
@@ -30,20 +34,30 @@ class ForgetSet:
     data_fingerprint: str
     spec: dict = field(default_factory=dict)
     seed: int = 0
+    excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         self.forget_ids = np.asarray(self.forget_ids, dtype=np.int64)
-        _check_ids(self.forget_ids, self.n_train)
+        self.excluded = np.unique(np.asarray(self.excluded, dtype=np.int64))
+        _check_ids(self.forget_ids, self.n_train, self.excluded)
 
     @property
     def retain_ids(self) -> np.ndarray:
-        """Every training id not in the forget set, in increasing order."""
-        return np.setdiff1d(np.arange(self.n_train), self.forget_ids, assume_unique=True)
+        """Every training id neither forgotten now nor earlier, in increasing order."""
+        gone = np.concatenate([self.forget_ids, self.excluded])
+        return np.setdiff1d(np.arange(self.n_train), gone)
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        """The training ids still in the data: the forget set and the retain set, in order."""
+        return np.setdiff1d(np.arange(self.n_train), self.excluded, assume_unique=True)
 
     @property
     def key(self) -> str:
-        """The forget set's identity: a hash of its ids and of the data they index."""
-        return cache_key("forget", self.data_fingerprint, self.forget_ids.tolist())
+        """The forget set's identity: a hash of its ids, the ids excluded earlier (where there
+        are any) and the data they index."""
+        excluded = [self.excluded.tolist()] if len(self.excluded) else []
+        return cache_key("forget", self.data_fingerprint, self.forget_ids.tolist(), *excluded)
 
     @property
     def forget_index(self) -> torch.Tensor:
@@ -55,6 +69,11 @@ class ForgetSet:
         """The retain ids as an int64 tensor, for indexing a split."""
         return torch.from_numpy(self.retain_ids)
 
+    @property
+    def train_index(self) -> torch.Tensor:
+        """The training ids still in the data as an int64 tensor (forget and retain sets)."""
+        return torch.from_numpy(self.train_ids)
+
     def to_json(self) -> str:
         """The saved form: the ids plus what is needed to check they fit a dataset."""
         data = {
@@ -65,6 +84,7 @@ class ForgetSet:
             "spec": self.spec,
             "n_forget": len(self.forget_ids),
             "forget_ids": self.forget_ids.tolist(),
+            **({"excluded": self.excluded.tolist()} if len(self.excluded) else {}),
         }
         return json.dumps(data, indent=1)
 
@@ -83,8 +103,9 @@ class ForgetSet:
             )
 
 
-def _check_ids(ids: np.ndarray, n_train: int) -> None:
-    """Ids must be in range, unique, non-empty, and leave a non-empty retain set."""
+def _check_ids(ids: np.ndarray, n_train: int, excluded: np.ndarray) -> None:
+    """Ids must be in range, unique, non-empty, not forgotten earlier, and leave a non-empty
+    retain set."""
     if ids.size == 0:
         raise ForgetError("the forget set is empty: nothing to unlearn")
     bad = ids[(ids < 0) | (ids >= n_train)]
@@ -95,7 +116,9 @@ def _check_ids(ids: np.ndarray, n_train: int) -> None:
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise ForgetError(f"duplicate forget id(s): {values[counts > 1][:5].tolist()}")
-    if values.size >= n_train:
+    if (again := np.intersect1d(values, excluded)).size:
+        raise ForgetError(f"{again.size} id(s) were forgotten earlier, e.g. {again[:5].tolist()}")
+    if values.size + excluded.size >= n_train:
         raise ForgetError("the forget set covers the whole training set: the retain set is empty")
 
 
@@ -240,7 +263,7 @@ def load_forget_set(path: str | Path, dataset: Dataset) -> ForgetSet:
         data = json.loads(path.read_text())
         saved = ForgetSet(
             ids, data["n_train"], data["dataset"], data["data_fingerprint"],
-            data.get("spec", {}), data.get("seed", 0),
+            data.get("spec", {}), data.get("seed", 0), data.get("excluded", []),
         )  # fmt: skip
         saved.check_matches(dataset)
         return saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -168,8 +169,14 @@ def cache_root(cache_dir: str | None) -> Path:
     return Path(cache_dir or os.environ.get("MEDUNLEARN_CACHE") or default).expanduser()
 
 
+INFLUENCE = ".influence.json"
+
+
 class Store:
-    """A folder of artefacts (checkpoints, masks) named by the hash of what produced them."""
+    """A folder of artefacts (checkpoints, masks) named by the hash of what produced them.
+
+    Each trained artefact records which training images influenced it (`note_influence`), so
+    that a deletion can find and purge everything that learned from a forgotten patient."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -177,3 +184,34 @@ class Store:
     def path(self, kind: str, key: str, suffix: str = ".safetensors") -> Path:
         """Where the artefact of a kind and content key lives."""
         return self.root / kind / f"{key}{suffix}"
+
+    def note_influence(self, artefact: Path, rows: np.ndarray, n_train: int, data: str) -> None:
+        """Record beside an artefact the training rows of data `data` (its fingerprint) whose
+        images it learned from (a bitmask)."""
+        mask = np.zeros(n_train, dtype=bool)
+        mask[np.asarray(rows, dtype=np.int64)] = True
+        bits = base64.b64encode(np.packbits(mask).tobytes()).decode()
+        note = {"data": data, "n_train": n_train, "rows": bits}
+        atomic_write_text(Path(f"{artefact}{INFLUENCE}"), json.dumps(note))
+
+    def influenced_by(self, rows: np.ndarray, data: str) -> list[Path]:
+        """The artefacts of data `data` that learned from any of the given training rows."""
+        found = []
+        for note_path in sorted(self.root.rglob(f"*{INFLUENCE}")):
+            note = json.loads(note_path.read_text())
+            if note["data"] != data:
+                continue
+            packed = np.frombuffer(base64.b64decode(note["rows"]), dtype=np.uint8)
+            mask = np.unpackbits(packed)[: note["n_train"]].astype(bool)
+            if mask[np.asarray(rows, dtype=np.int64)].any():
+                found.append(Path(str(note_path)[: -len(INFLUENCE)]))
+        return found
+
+    def purge(self, artefact: Path) -> list[Path]:
+        """Delete an artefact and every file beside it that shares its stem (its difficulty,
+        its influence note); the files deleted."""
+        stem = artefact.name.split(".", 1)[0]
+        removed = sorted(artefact.parent.glob(f"{stem}.*"))
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed

@@ -46,8 +46,14 @@ class UnlearnData:
 
     @property
     def retain_index(self) -> torch.Tensor:
-        """Training rows to keep."""
+        """Training rows to keep (never those forgotten by earlier requests)."""
         return self.forget_set.retain_index
+
+    @property
+    def train_index(self) -> torch.Tensor:
+        """The training rows still in the data: forget and retain (not those forgotten by
+        earlier requests)."""
+        return self.forget_set.train_index
 
     @cached_property
     def is_forget(self) -> torch.Tensor:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,6 +90,8 @@ def salient_mask(model: nn.Module, data: UnlearnData, params: SalUnParams, conte
     mask = top_ratio_mask(saliency(model, data, params, context), params.ratio)
     if path is not None:
         save_tensors(path, mask, {"seconds": time.perf_counter() - started})
+        n_train, fingerprint = len(data.dataset.train), data.forget_set.data_fingerprint
+        context.store.note_influence(path, np.arange(n_train), n_train, fingerprint)
     return mask
 
 

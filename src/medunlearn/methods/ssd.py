@@ -36,11 +36,11 @@ class SSDParams(ImportanceParams):
 def ssd_importances(
     model: nn.Module, data: UnlearnData, params: SSDParams, context: Context
 ) -> tuple[Grads, Grads]:
-    """(I_D, I_f): the importances on the full training set (forget + retain) and on the forget
-    set, each the mean over batches of the squared gradient of the batch's cross-entropy."""
+    """(I_D, I_f): the importances on the full training set (forget + retain, never the
+    images earlier requests forgot) and on the forget set, each the mean over batches of the squared gradient of the batch's cross-entropy."""
     engine = context.engine
     generator = engine.generator(context.seed)
-    every = torch.arange(len(data.dataset.train))
+    every = data.train_index
     forget_batches = row_batches(data, data.forget_index, params, context, generator)
     forget = squared_gradients(model, forget_batches, engine)
     full = squared_gradients(model, row_batches(data, every, params, context, generator), engine)

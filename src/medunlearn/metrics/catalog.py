@@ -1,7 +1,7 @@
 """The built-in metrics and attacks, in the order their columns appear in rows and tables
 (registering each is importing its module; `registry.registered()` imports this one)."""
 
-from medunlearn.metrics import accuracy, clinical
+from medunlearn.metrics import accuracy, calibration, clinical
 from medunlearn.metrics.attacks import (
     forgetting_quality,
     lira,
@@ -12,4 +12,15 @@ from medunlearn.metrics.attacks import (
     ulira,
 )
 
-MODULES = (accuracy, clinical, svc, threshold, lira, rmia, ulira, forgetting_quality, relearn)
+MODULES = (
+    accuracy,
+    clinical,
+    calibration,
+    svc,
+    threshold,
+    lira,
+    rmia,
+    ulira,
+    forgetting_quality,
+    relearn,
+)

@@ -58,11 +58,11 @@ class Request:
 
     def admits(self, metric: Metric, dataset: Dataset) -> bool:
         """Whether a metric runs for this request on this data: named (or no names given), its
-        option on, and what it needs at hand."""
-        needs = metric.needs
+        option on (or it is named), and what it needs at hand."""
+        needs, named = metric.needs, self.names is not None and metric.name in self.names
         return (
-            (self.names is None or metric.name in self.names)
-            and (needs.option is None or bool(getattr(self.evaluation, needs.option)))
+            (self.names is None or named)
+            and (needs.option is None or named or bool(getattr(self.evaluation, needs.option)))
             and (not needs.binary or is_binary(dataset))
             and (not needs.bank or self.reference is not None)
             and (not needs.repeats or self.repeats is not None)

@@ -26,7 +26,7 @@ from medunlearn.metrics.scores import SampleScores
 from medunlearn.roles import RETRAIN, retrain_of, role_of
 from medunlearn.seeds import Seeds
 from medunlearn.store import Store, cache_key, load_tensors, save_tensors
-from medunlearn.study.pipeline import row_key, run_method, train_original
+from medunlearn.study.pipeline import note_influence, row_key, run_method, train_original
 
 SCORE_FIELDS = tuple(field.name for field in dataclasses.fields(SampleScores))
 SPLITS = ("train", "test", "val")
@@ -87,6 +87,7 @@ def bank_model(
     scored = BankModel(context.seed, scores, columns["ra"], columns["ta"], seconds)
     if path is not None:
         _save(path, scored)
+        note_influence(store, path, data, method)
     return scored
 
 
@@ -99,9 +100,13 @@ def weights_of(
     original: TrainedModel,
 ) -> str:
     """A bank model's weights key: a Retrain's is that of any Retrain with its seed (it uses no
-    original), an unlearning run's also names its original."""
+    original), an unlearning run's also names its original (its seed, and its origin where it
+    is not the config's own original: a deployment's current model)."""
     key = row_key(config, data.dataset, seeds, data.forget_set, method, seed)
-    return key if role_of(method) == RETRAIN else cache_key("from", key, original.meta.get("seed"))
+    if role_of(method) == RETRAIN:
+        return key
+    origin = [original.meta["origin"]] if "origin" in original.meta else []
+    return cache_key("from", key, original.meta.get("seed"), *origin)
 
 
 def reference_model(

@@ -4,7 +4,9 @@ and Retrain, each identified by the settings that change its weights."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,6 +57,7 @@ def train_original(
     )  # fmt: skip
     trained = TrainedModel(result.model, meta, result.difficulty)
     trained.save(path)
+    store.note_influence(path, all_rows.numpy(), len(dataset.train), dataset.fingerprint)
     state_path.unlink(missing_ok=True)
     return trained
 
@@ -76,9 +79,27 @@ def run_method(
     result = unlearn(original.model, data, method, resumable)
     if cached is not None:
         save_checkpoint(cached, result.model, {**original.meta, "seconds": result.seconds})
+        note_influence(store, cached, data, method)
     for path in resumable.state_files():
         path.unlink(missing_ok=True)
     return result.model, result.seconds
+
+
+def influence(data: UnlearnData, method: MethodConfig) -> np.ndarray:
+    """The training rows whose images a method's result learned from: Retrain's retain set;
+    anything run from the original, every row the original trained on (all of them)."""
+    if role_of(method) == RETRAIN:
+        return data.retain_index.numpy()
+    return np.arange(len(data.dataset.train))
+
+
+def note_influence(
+    store: Store | None, path: Path, data: UnlearnData, method: MethodConfig
+) -> None:
+    """Record beside a cached artefact of a method's run which images it learned from."""
+    if store is not None:
+        dataset = data.dataset
+        store.note_influence(path, influence(data, method), len(dataset.train), dataset.fingerprint)
 
 
 def resumable_context(context: Context, method: MethodConfig, key: str) -> Context:

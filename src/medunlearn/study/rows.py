@@ -61,8 +61,15 @@ class ForgetRun:
         return self.folder / f"{method.display_name}.json"
 
     def model_key(self, method: MethodConfig) -> str:
-        """The key of a row's model (see `pipeline.row_key`)."""
-        return row_key(self.config, self.data.dataset, self.seeds, self.data.forget_set, method)
+        """The key of a row's model (see `pipeline.row_key`); it names the original's origin
+        where the original is not the config's own (a deployment's current model)."""
+        key = row_key(self.config, self.data.dataset, self.seeds, self.data.forget_set, method)
+        origin = self.original.meta.get("origin")
+        return (
+            key
+            if origin is None or role_of(method) == RETRAIN
+            else cache_key("origin", key, origin)
+        )
 
     def run_key(self, method: MethodConfig) -> str:
         """What a finished row must match to be reused: its model, the evaluation settings and

@@ -12,6 +12,8 @@ vs test (what it leaks about its training data). Population attacks overestimate
 
 from __future__ import annotations
 
+import numpy as np
+
 from medunlearn.metrics.evidence import Evidence
 from medunlearn.metrics.registry import Column, Needs, Output, register_metric
 
@@ -54,3 +56,35 @@ def phi_threshold(evidence: Evidence) -> Output:
 def phi_threshold_retain(evidence: Evidence) -> Output:
     """Score = phi, retain vs test samples: what the model leaks about its training data."""
     return Output({}, evidence.scores_of("retain").phi, evidence.scores_of("test").phi)
+
+
+def class_matched(forget_labels: np.ndarray, test_labels: np.ndarray, seed: int) -> np.ndarray:
+    """Test rows drawn (with replacement, seeded) so that their classes follow the forget set's:
+    as many as the test split has, each class's share the forget set's."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(forget_labels, return_counts=True)
+    shares = counts / counts.sum()
+    rows = [
+        rng.choice(np.flatnonzero(test_labels == c), round(share * len(test_labels)))
+        for c, share in zip(classes, shares, strict=True)
+        if (test_labels == c).any()
+    ]
+    return np.concatenate(rows) if rows else np.arange(len(test_labels))
+
+
+@register_metric(
+    "pop_phi_matched",
+    "the phi threshold attack, test images of the forget set's classes",
+    Needs(splits=frozenset({"forget", "test"}), option="matched"),
+    roc=True,
+    checked=True,
+    tables={"privacy": (Column("pop_phi_matched_auc", "phi AUC, class-matched", digits=3),)},
+)
+def phi_threshold_matched(evidence: Evidence) -> Output:
+    """Score = phi, forget samples against test samples of the same classes in the same shares:
+    a small request (one patient, one class) is not told from unseen images by its class alone,
+    the deletion service's per-request evidence."""
+    forget, test = evidence.scores_of("forget"), evidence.scores_of("test")
+    rows = class_matched(evidence.labels_of("forget").numpy(), evidence.labels_of("test").numpy(),
+                         evidence.seed)  # fmt: skip
+    return Output({}, forget.phi, test.phi[rows])

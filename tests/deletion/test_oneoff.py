@@ -5,9 +5,11 @@ import json
 import pytest
 
 from medunlearn.checkpoints import load_model
-from medunlearn.config import ForgetConfig, MethodConfig
+from medunlearn.config import ForgetConfig, MethodConfig, UserError
 from medunlearn.data.medmnist import load_medmnist
-from medunlearn.deletion import config_from_checkpoint, file_sha256, serve_deletion
+from medunlearn.deletion.gate import Check, GateResult
+from medunlearn.deletion.ledger import file_sha256
+from medunlearn.deletion.oneoff import audit_markdown, config_from_checkpoint, serve_deletion
 from medunlearn.experiment import export_original
 from medunlearn.forget import ForgetError, select_forget
 from medunlearn.store import CheckpointError, load_checkpoint
@@ -105,3 +107,65 @@ def test_config_from_checkpoint(checkpoint, make_config, tmp_path):
     assert config.model == expected.model
     assert config.train == expected.train
     assert config_from_checkpoint(checkpoint, "/elsewhere").data.root == "/elsewhere"
+
+
+def test_a_checkpoint_of_other_data_is_refused_before_anything_is_written(
+    checkpoint, tmp_path, runtime, write_npz
+):
+    """A checkpoint trained on BloodMNIST, served against a folder whose bloodmnist.npz holds
+    other images: its ids would name other images (an earlier version wrote an unlearned
+    model and an audit all the same)."""
+    other = write_npz("bloodmnist", 64, 24, 24, seed=7, folder=tmp_path / "other")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1 2 3\n")
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="trained on data of fingerprint"):
+        serve_deletion(checkpoint, ids, MethodConfig("ft", {"epochs": 1}), out,
+                       str(other.parent), runtime)  # fmt: skip
+    assert not out.exists()
+
+
+def _check(change: float, low: float, high: float, passed: bool) -> GateResult:
+    """A gate of one accuracy check with the given change and interval (margin 2)."""
+    check = Check("accuracy", "test accuracy", 90.0, 90.0 + change, change, low, high, 2.0, passed)
+    return GateResult(passed, [check])
+
+
+def test_the_verdict_says_which_way_accuracy_moved_and_never_calls_a_rise_a_small_change():
+    """An earlier version read "changed by +6.41 points; this is within 2 points of the model
+    before deletion" for a rise of 6.41 points."""
+    request = {"n_forget": 3, "dataset": "bloodmnist", "forget_ids_file": "ids.txt",
+               "method": "ft", "params": {}, "seconds": 6.0, "device": "cpu", "input": "a",
+               "input_sha256": "0" * 64, "output": "b", "output_sha256": "1" * 64,
+               "version": "x", "date": "today"}  # fmt: skip
+    columns = {"ua": 10.0, "ra": 90.0, "ta": 90.0}
+    rose = audit_markdown(request, columns, {**columns, "ta": 96.41}, _check(6.41, 4.0, 8.8, True))
+    assert "test accuracy improved by 6.41 (95% interval of the change +4.00 to +8.80)" in rose
+    assert "within 2 points" not in rose
+    fell = audit_markdown(
+        request, columns, {**columns, "ta": 87.0}, _check(-3.0, -4.5, -1.5, False)
+    )
+    assert "test accuracy worsened by 3.00" in fell
+    assert "may have worsened by up to 4.50, more than the 2 allowed" in fell
+    assert "**Review before deployment**" in fell
+
+
+def test_the_audit_reports_every_attack_that_ran_and_the_banks_when_there_is_one(
+    checkpoint, tmp_path, runtime
+):
+    """The threshold attacks at once (an earlier audit showed only the SVC attack, though phi
+    was computed), and LiRA and RMIA when a bank of reference Retrains was trained."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1 2 3 10 20 30\n")
+    result = serve_deletion(checkpoint, ids, MethodConfig("ft", {"epochs": 1, "batch_size": 16}),
+                            tmp_path / "out", runtime=runtime, bank=2)  # fmt: skip
+    report = result.report.read_text()
+    for label, _ in (("SVC attack", "mia"), ("forgotten vs unseen test images", "pop_phi_auc"),
+                     ("same classes", "pop_phi_matched_auc"), ("LiRA", "lira_auc"),
+                     ("RMIA", "rmia_auc")):  # fmt: skip
+        assert label in report, label
+    assert {"pop_phi_auc", "pop_phi_auc_low", "lira_auc", "rmia_auc"} <= set(result.after)
+    plain = serve_deletion(checkpoint, ids, MethodConfig("ft", {"epochs": 1, "batch_size": 16}),
+                           tmp_path / "plain", runtime=runtime)  # fmt: skip
+    assert "LiRA" not in plain.report.read_text() and "phi" not in plain.report.read_text()
+    assert "forgotten vs unseen test images" in plain.report.read_text()
