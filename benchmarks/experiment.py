@@ -139,6 +139,7 @@ def build_config(args: argparse.Namespace, cache: Path) -> ExperimentConfig:
 # the phases of the stronger evaluation: its attacks (part of each row) and the models it trains
 ATTACKS = "  attacks (thresholds, AUC intervals, LiRA, RMIA, U-LiRA)"
 FORGETTING = "  forgetting score (F)"
+INFERENCE = "  inference, every model (rows, bank, RMIA's a)"
 SVC = "  MIA (SVC, attacks in parallel)"
 BANK = "bank (reference Retrains, scored)"
 RMIA_A = "RMIA's a (tuned on the original)"
@@ -151,14 +152,13 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
     timer.wrap(setup, "load_dataset", "data")
     timer.wrap(plan, "train_original", "original")
     timer.wrap(rows_module, "run_method", lambda method, *a, **k: f"method {method.display_name}")
-    timer.wrap(rows_module, "evaluate", "evaluation rows")
-    timer.wrap(evaluate, "predict", "  inference (train + test)")
+    timer.wrap(rows_module, "evaluate", lambda *a, **k: "evaluation rows" if a[4].defer else RMIA_A)
+    timer.wrap(evaluate, "predict", INFERENCE)
     for name, metric in registry.registered().items():
         attack = metric.attack and metric.deferred is None
         phase = FORGETTING if name == "forget_quality" else ATTACKS if attack else "  metrics"
         timer.wrap_metric(name, SVC if metric.deferred is not None else phase)
     timer.wrap(plan, "reference_model", BANK)
-    timer.wrap(rows_module.ForgetRun, "rmia_a", RMIA_A)
     timer.wrap(plan, "repeated_run", REPEATS)
     timer.wrap(bank, "shadow_original", REPEATS)
 
@@ -196,7 +196,7 @@ def phase_lines(seconds: dict, rows: list[dict], total: float) -> list[tuple[str
     lines += [(k.removeprefix("method "), seconds[k]) for k in methods]
     evaluation = evaluation_seconds(seconds)
     lines.append((f"evaluation + metrics ({len(rows)} rows)", evaluation))
-    for key in ("  inference (train + test)", "  metrics", ATTACKS, FORGETTING, SVC):
+    for key in (INFERENCE, "  metrics", ATTACKS, FORGETTING, SVC):
         lines.append((key, seconds.get(key, 0.0)))
     lines += [(key, seconds[key]) for key in (BANK, RMIA_A, REPEATS) if key in seconds]
     accounted = seconds.get("data", 0.0) + seconds.get("original", 0.0) + evaluation
