@@ -174,6 +174,16 @@ def _evidence_figure(before: dict, after: dict) -> Figure:
     return figure
 
 
+def _attempt(attempt: dict | None) -> dict | None:
+    """A failed first attempt in words: its gate checks and criteria that did not pass."""
+    if attempt is None:
+        return None
+    failed = [verdict(c) for c in attempt["gate"]["checks"] if not c["passed"]]
+    failed += [f"{c['label']}: {c['value']:.3f}, more than the {c['bound']:.3f} the protocol "
+               "allows" for c in attempt.get("criteria", []) if not c["passed"]]  # fmt: skip
+    return {**attempt, "failed": failed}
+
+
 def document(deployment: Deployment, record: dict, closure: Closure) -> dict:
     """Everything the audit shows, from the request's ledger record (never a patient id)."""
     evidence = record["evidence"]
@@ -187,8 +197,9 @@ def document(deployment: Deployment, record: dict, closure: Closure) -> dict:
         "decision": record["decision"],
         "exact": exact,
         "method": record["method"],
+        "served_by": record.get("served_by", record["method"]),
         "params": record["params"],
-        "attempt": record.get("attempt"),
+        "attempt": _attempt(record.get("attempt")),
         "forgotten": {
             "images": record["n_images"],
             "patients": record["n_patients"],

@@ -110,14 +110,13 @@ class Deployment:
                 f"the current checkpoint {path.name} is missing or is not the ledger's head "
                 f"(sha256 {self.head_sha[:16]}...): restore it from a backup"
             )
-        current = self.folder / CURRENT
-        if not current.is_file() or file_sha256(current) != self.head_sha:
-            atomic_write(current, lambda tmp: shutil.copyfile(path, tmp))
+        refresh_current(self.folder, self.head_sha)
 
     @property
     def head_sha(self) -> str:
-        """The SHA-256 of the current checkpoint: the last record's output."""
-        return self.ledger.head["output"]
+        """The SHA-256 of the current checkpoint: the output of the last record that has one (a
+        held request, or a protocol, changes nothing)."""
+        return [r for r in self.ledger.records if "output" in r][-1]["output"]
 
     def checkpoint(self, sha: str) -> Path:
         """Where the checkpoint of a SHA-256 is kept."""
@@ -178,9 +177,18 @@ class Deployment:
         return json.loads(path.read_text())
 
 
+def refresh_current(folder: Path, sha: str) -> None:
+    """Make `current.safetensors` a copy of the checkpoint of `sha` (where it is not already)."""
+    current = folder / CURRENT
+    if not current.is_file() or file_sha256(current) != sha:
+        source = folder / CHECKPOINTS / f"{sha}.safetensors"
+        atomic_write(current, lambda tmp: shutil.copyfile(source, tmp))
+
+
 def create(folder: Path, config: ExperimentConfig, trained: TrainedModel, record: dict) -> None:
     """Write a new deployment: its config, its first checkpoint and the ledger's first record."""
     (folder / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CONFIG, dump_config(config))
     sha = publish_checkpoint(folder, trained.model, trained.meta)
     Ledger.read(folder / LEDGER).appended({**record, "output": sha, "exact": True})
+    refresh_current(folder, sha)

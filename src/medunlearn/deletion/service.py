@@ -31,6 +31,7 @@ from medunlearn.deletion.deployment import (
     create,
     publish_checkpoint,
     publish_ids,
+    refresh_current,
 )
 from medunlearn.deletion.evidence import measure, within
 from medunlearn.deletion.gate import GateResult, judge
@@ -398,6 +399,7 @@ class Request:
             "test_duplicates": int(self.closure.test_duplicates.size),
             "input": deployment.head_sha, **({"output": output} if output else {}),
             "method": self.method.name, "params": self.method.params,
+            "served_by": RETRAIN if attempt is not None and exact else self.method.name,
             "config": cache_key("config", config.data, config.model, config.train, config.deletion),
             "seed": self.seed, "seconds": seconds, "decision": decision, "exact": exact,
             "ta": evidence.get("ta"), "evidence": {"before": before, "after": evidence,
@@ -411,6 +413,7 @@ class Request:
         folder = deployment.folder / AUDITS / record["request"]
         audit_module.write(folder, audit_module.document(deployment, record, self.closure))
         deployment.ledger = deployment.ledger.appended(entry, key)
+        refresh_current(deployment.folder, deployment.head_sha)
         finish_purges(deployment)
         return Outcome(deployment.ledger.head, folder)
 
