@@ -29,18 +29,13 @@ Peak memory: the process's peak RSS (`resource.getrusage`) and, on CUDA,
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
 import os
 import resource
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -53,65 +48,7 @@ import medunlearn.study.setup as setup
 from medunlearn.config import ExperimentConfig, load_config
 from medunlearn.engine import Engine
 from medunlearn.metrics import registry
-
-
-class PhaseTimer:
-    """Accumulates seconds per phase by wrapping module attributes for the duration of a run."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._restore: list[tuple[Any, str, Any]] = []
-
-    def wrap(self, owner: Any, name: str, phase: Callable[..., str] | str) -> None:
-        """Time every call of `owner.name` under `phase` (a name, or a function of the args)."""
-        original = getattr(owner, name)
-
-        def timed(*args, **kwargs):
-            key = phase(*args, **kwargs) if callable(phase) else phase
-            _sync()
-            began = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                _sync()
-                self.seconds[key] += time.perf_counter() - began
-                self.calls[key] += 1
-
-        self._restore.append((owner, name, original))
-        setattr(owner, name, timed)
-
-    def wrap_metric(self, name: str, phase: str) -> None:
-        """Time every computation of a registered metric (its deferred part too) under `phase`."""
-        metric = registry.METRICS[name]
-        holder = type("Holder", (), {})()
-        holder.compute = metric.compute
-        self.wrap(holder, "compute", phase)
-        changes = {"compute": holder.compute}
-        if metric.deferred is not None:
-            holder.finish = metric.deferred.finish
-            self.wrap(holder, "finish", phase)
-            changes["deferred"] = dataclasses.replace(metric.deferred, finish=holder.finish)
-        registry.METRICS[name] = dataclasses.replace(metric, **changes)
-        self._restore.append((registry.METRICS, name, metric))
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[PhaseTimer]:
-        """The wrappers stay in place inside the block only."""
-        try:
-            yield self
-        finally:
-            for owner, name, original in reversed(self._restore):
-                if isinstance(owner, dict):
-                    owner[name] = original
-                else:
-                    setattr(owner, name, original)
-            self._restore.clear()
-
-
-def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+from timing import PhaseTimer, sync
 
 
 def quick(config: ExperimentConfig) -> list[str]:
@@ -169,10 +106,10 @@ def run_timed(config: ExperimentConfig, out: Path) -> tuple[dict, list[dict], fl
 
     timer.wrap(Engine, "logits", logits_phase)
     with timer.active():
-        _sync()
+        sync()
         began = time.perf_counter()
         rows = experiment.run(config, out)
-        _sync()
+        sync()
         total = time.perf_counter() - began
     return dict(timer.seconds), rows, total
 
