@@ -178,9 +178,16 @@ class Deployment:
         return json.loads(path.read_text())
 
 
-def create(folder: Path, config: ExperimentConfig, trained: TrainedModel, record: dict) -> None:
-    """Write a new deployment: its config, its first checkpoint and the ledger's first record."""
+def create(
+    folder: Path,
+    config: ExperimentConfig,
+    trained: TrainedModel,
+    record: dict,
+    key: Path | None = None,
+) -> None:
+    """Write a new deployment: its config, its first checkpoint and the ledger's first record
+    (signed with the key at `key` where given, as every later record can be)."""
     (folder / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CONFIG, dump_config(config))
     sha = publish_checkpoint(folder, trained.model, trained.meta)
-    Ledger.read(folder / LEDGER).appended({**record, "output": sha, "exact": True})
+    Ledger.read(folder / LEDGER).appended({**record, "output": sha, "exact": True}, key)

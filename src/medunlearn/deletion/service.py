@@ -72,10 +72,12 @@ def deploy(
     data_root: str | None = None,
     runtime: RuntimeConfig | None = None,
     progress: Progress | None = None,
+    key: str | Path | None = None,
 ) -> Path:
     """Start a deployment of a trained checkpoint in folder `out`: its config (the checkpoint's
     data, model and recipe; the deletion settings of `config_file` where given), its first
-    checkpoint and the ledger's first record. Refused for a checkpoint of other data."""
+    checkpoint and the ledger's first record (signed with `key`, an Ed25519 private key in PEM,
+    where given). Refused for a checkpoint of other data."""
     checkpoint, out = Path(checkpoint), Path(out)
     if (out / "ledger.jsonl").is_file():
         raise DeploymentError(
@@ -93,7 +95,7 @@ def deploy(
         "config": cache_key("config", config.data, config.model, config.train, config.deletion),
         "versions": versions(),
     }  # fmt: skip
-    create(out, config, trained, record)
+    create(out, config, trained, record, key)
     return out
 
 
