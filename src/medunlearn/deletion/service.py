@@ -382,10 +382,12 @@ class Request:
         then purge what the record says goes."""
         deployment = self.deployment
         head = deployment.model()
+        # the method that produced the model: Retrain where the request fell back to it
+        served = RETRAIN_METHOD if decision.startswith("retrained") else self.method
         output = None
         if decision != "held":
             output = publish_checkpoint(
-                deployment.folder, model, {**head.meta, "unlearned": self.method.name}
+                deployment.folder, model, {**head.meta, "unlearned": served.name}
             )
         forget_digest = publish_ids(deployment.folder, self.new)
         purged, kept = self.purges(output, exact) if output else ([], [])
@@ -399,7 +401,7 @@ class Request:
             "neighbours_forgotten": self.closure.forget_neighbours,
             "test_duplicates": int(self.closure.test_duplicates.size),
             "input": deployment.head_sha, **({"output": output} if output else {}),
-            "method": self.method.name, "params": self.method.params,
+            "method": served.name, "params": served.params,
             "config": cache_key("config", config.data, config.model, config.train, config.deletion),
             "seed": self.seed, "seconds": seconds, "decision": decision, "exact": exact,
             "ta": evidence.get("ta"), "evidence": {"before": before, "after": evidence,
