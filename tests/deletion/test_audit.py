@@ -110,10 +110,15 @@ def _built() -> dict:
     return {}
 
 
-def _serve(make_config, tmp_path, runtime, monkeypatch, fallback: bool) -> tuple[Path, dict]:
+def _serve(
+    make_config, tmp_path, runtime, monkeypatch, fallback: bool, dataset: str
+) -> tuple[Path, dict]:
     """A deployment whose FT protocol is validated, then a request for IDS with FT: released,
     or (`fallback`) failing its criteria and retrained. (audit folder, ledger record)."""
-    checkpoint, _ = export_original(make_config(), tmp_path / "model")
+    config = make_config()
+    config.data.dataset = dataset
+    config.data.binary = dataset == "breastmnist"  # malignant the positive class
+    checkpoint, _ = export_original(config, tmp_path / "model")
     folder = service.deploy(checkpoint, tmp_path / "deployment", _protocol_settings(tmp_path),
                             runtime=runtime)  # fmt: skip
     validate_protocol(folder, "ft", FT, runtime=runtime)
@@ -144,14 +149,24 @@ def _lenient(judge):
     return lenient
 
 
-@pytest.fixture(params=["released", "retrained"])
-def audit(request, _built, make_config, tmp_path, runtime, monkeypatch) -> tuple[Path, dict]:
-    """The audit folder and ledger record of a released request, and of a fallback."""
+# (decision, dataset) of each audit: a released request, a fallback, a binary task's release
+CASES = {"released": ("released", "bloodmnist"), "retrained": ("retrained", "bloodmnist"),
+         "binary": ("released", "breastmnist")}  # fmt: skip
+
+
+@pytest.fixture(params=list(CASES))
+def audit(
+    request, _built, make_config, write_npz, tmp_path, runtime, monkeypatch
+) -> tuple[Path, dict]:
+    """The audit folder and ledger record of a released request, of a fallback, and of a
+    released request on a binary task (sensitivity, missed positives, clinical risk)."""
+    decision, dataset = CASES[request.param]
     if request.param not in _built:
+        write_npz("breastmnist", 64, 24, 24)  # room for IDS
         _built[request.param] = _serve(make_config, tmp_path, runtime, monkeypatch,
-                                       fallback=request.param == "retrained")  # fmt: skip
+                                       decision == "retrained", dataset)  # fmt: skip
     folder, record = _built[request.param]
-    assert record["decision"] == request.param
+    assert record["decision"] == decision
     return folder, record
 
 
@@ -163,6 +178,9 @@ def _texts(folder: Path) -> dict[str, str]:
 
 def test_the_audit_holds_the_decision_checks_criteria_purges_and_ledger(audit):
     folder, record = audit
+    metrics = [check["metric"] for check in record["gate"]["checks"]]
+    binary = "breastmnist" in json.loads((folder / "audit.json").read_text())["dataset"]
+    assert ("sensitivity" in metrics and "risk_2" in metrics) == binary
     ledger = Ledger.read(folder.parents[1] / LEDGER)
     assert ledger.head == record and folder.name == record["request"]
     for name, text in _texts(folder).items():
