@@ -43,6 +43,14 @@ def publish_checkpoint(folder: Path, model: nn.Module, meta: dict) -> str:
     return sha
 
 
+def refresh_current(folder: Path, sha: str) -> None:
+    """Make `current.safetensors` a copy of the checkpoint of `sha`, the ledger's head (it must
+    never stay a copy of a model that a later request purged)."""
+    current, head = folder / CURRENT, folder / CHECKPOINTS / f"{sha}.safetensors"
+    if not current.is_file() or file_sha256(current) != sha:
+        atomic_write(current, lambda tmp: shutil.copyfile(head, tmp))
+
+
 def publish_ids(folder: Path, ids: np.ndarray) -> str:
     """Save a request's ids (patient data, never in the ledger) under their digest."""
     key = digest(ids)
@@ -110,9 +118,7 @@ class Deployment:
                 f"the current checkpoint {path.name} is missing or is not the ledger's head "
                 f"(sha256 {self.head_sha[:16]}...): restore it from a backup"
             )
-        current = self.folder / CURRENT
-        if not current.is_file() or file_sha256(current) != self.head_sha:
-            atomic_write(current, lambda tmp: shutil.copyfile(path, tmp))
+        refresh_current(self.folder, self.head_sha)
 
     @property
     def head_sha(self) -> str:
@@ -190,4 +196,5 @@ def create(
     (folder / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CONFIG, dump_config(config))
     sha = publish_checkpoint(folder, trained.model, trained.meta)
+    refresh_current(folder, sha)
     Ledger.read(folder / LEDGER).appended({**record, "output": sha, "exact": True}, key)

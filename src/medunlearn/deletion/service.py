@@ -31,6 +31,7 @@ from medunlearn.deletion.deployment import (
     create,
     publish_checkpoint,
     publish_ids,
+    refresh_current,
 )
 from medunlearn.deletion.evidence import measure, within
 from medunlearn.deletion.gate import GateResult, judge
@@ -415,6 +416,7 @@ class Request:
         folder = deployment.folder / AUDITS / record["request"]
         audit_module.write(folder, audit_module.document(deployment, record, self.closure))
         deployment.ledger = deployment.ledger.appended(entry, key)
+        refresh_current(deployment.folder, deployment.head_sha)
         finish_purges(deployment)
         return Outcome(deployment.ledger.head, folder)
 
