@@ -110,9 +110,7 @@ def _built() -> dict:
     return {}
 
 
-def _serve(
-    make_config, tmp_path, runtime, monkeypatch, fallback: bool, dataset: str
-) -> tuple[Path, dict]:
+def _serve(make_config, tmp_path, runtime, fallback: bool, dataset: str) -> tuple[Path, dict]:
     """A deployment whose FT protocol is validated, then a request for IDS with FT: released,
     or (`fallback`) failing its criteria and retrained. (audit folder, ledger record)."""
     config = make_config()
@@ -122,23 +120,21 @@ def _serve(
     folder = service.deploy(checkpoint, tmp_path / "deployment", _protocol_settings(tmp_path),
                             runtime=runtime)  # fmt: skip
     validate_protocol(folder, "ft", FT, runtime=runtime)
-    real = service.within
-    if fallback:
-        monkeypatch.setattr(service, "within", lambda columns, criteria: [
-            {**c, "passed": False} for c in real(columns, criteria)])  # fmt: skip
-    else:  # the gate and the criteria let the attempt through
-        monkeypatch.setattr(service, "within", lambda columns, criteria: [
-            {**c, "passed": True} for c in real(columns, criteria)])  # fmt: skip
-        monkeypatch.setattr(service, "judge", _lenient(service.judge))
     ids = tmp_path / "ids.txt"
     ids.write_text(" ".join(map(str, IDS)) + "\n")
-    outcome = service.delete(folder, ids=ids, method="ft", params=FT, runtime=runtime)
-    monkeypatch.undo()
+    real = service.within
+    with pytest.MonkeyPatch.context() as patch:
+        # the criteria say no (a fallback), or they and the gate let the attempt through
+        patch.setattr(service, "within", lambda columns, criteria: [
+            {**c, "passed": not fallback} for c in real(columns, criteria)])  # fmt: skip
+        if not fallback:
+            patch.setattr(service, "judge", _lenient(service.judge))
+        outcome = service.delete(folder, ids=ids, method="ft", params=FT, runtime=runtime)
     return outcome.audit, outcome.record
 
 
 def _lenient(judge):
-    """The gate with margins nothing passes."""
+    """The gate with margins every model stays within (an attempt it lets through)."""
 
     def lenient(after, reference, labels, gate, binary, seed=0):
         loose = type(gate)(**{**to_dict(gate), "accuracy": 100.0, "balanced_accuracy": 100.0,
@@ -155,16 +151,14 @@ CASES = {"released": ("released", "bloodmnist"), "retrained": ("retrained", "blo
 
 
 @pytest.fixture(params=list(CASES))
-def audit(
-    request, _built, make_config, write_npz, tmp_path, runtime, monkeypatch
-) -> tuple[Path, dict]:
+def audit(request, _built, make_config, write_npz, tmp_path, runtime) -> tuple[Path, dict]:
     """The audit folder and ledger record of a released request, of a fallback, and of a
     released request on a binary task (sensitivity, missed positives, clinical risk)."""
     decision, dataset = CASES[request.param]
     if request.param not in _built:
         write_npz("breastmnist", 64, 24, 24)  # room for IDS
-        _built[request.param] = _serve(make_config, tmp_path, runtime, monkeypatch,
-                                       decision == "retrained", dataset)  # fmt: skip
+        _built[request.param] = _serve(make_config, tmp_path, runtime, decision == "retrained",
+                                       dataset)  # fmt: skip
     folder, record = _built[request.param]
     assert record["decision"] == decision
     return folder, record
