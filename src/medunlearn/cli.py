@@ -217,12 +217,13 @@ def deploy(
     data_root: DataRootOpt = None,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
+    key: KeyOpt = None,
 ) -> None:
     """Start a deployment: its current checkpoint, its ledger and the ids it will forget."""
     from medunlearn.deletion.service import deploy as start
 
     with _user_errors(), RichProgress(errors) as progress:
-        folder = start(checkpoint, out, config, data_root, _runtime(device, cache), progress)
+        folder = start(checkpoint, out, config, data_root, _runtime(device, cache), progress, key)
     console.print(f"deployment: {folder} (ledger {folder / 'ledger.jsonl'})")
 
 

@@ -206,7 +206,8 @@ def test_a_request_the_gate_refuses_is_retrained_or_held(deployment, tmp_path, r
                      runtime=runtime)  # fmt: skip
     record = outcome.record
     assert record["decision"] == "retrained" and record["exact"]
-    assert record["served_by"] == "retrain" and not record["attempt"]["gate"]["released"]
+    assert record["method"] == "retrain" and record["attempt"]["method"] == "ga"
+    assert not record["attempt"]["gate"]["released"]
     assert "did not pass" in (outcome.audit / "audit.md").read_text()
     _strict(deployment, "hold")
     head = Deployment.open(deployment, runtime=runtime).head_sha

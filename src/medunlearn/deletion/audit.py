@@ -197,7 +197,6 @@ def document(deployment: Deployment, record: dict, closure: Closure) -> dict:
         "decision": record["decision"],
         "exact": exact,
         "method": record["method"],
-        "served_by": record.get("served_by", record["method"]),
         "params": record["params"],
         "attempt": _attempt(record.get("attempt")),
         "forgotten": {

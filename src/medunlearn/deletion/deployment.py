@@ -43,6 +43,14 @@ def publish_checkpoint(folder: Path, model: nn.Module, meta: dict) -> str:
     return sha
 
 
+def refresh_current(folder: Path, sha: str) -> None:
+    """Make `current.safetensors` a copy of the checkpoint of `sha`, the ledger's head (it must
+    never stay a copy of a model that a later request purged)."""
+    current, head = folder / CURRENT, folder / CHECKPOINTS / f"{sha}.safetensors"
+    if not current.is_file() or file_sha256(current) != sha:
+        atomic_write(current, lambda tmp: shutil.copyfile(head, tmp))
+
+
 def publish_ids(folder: Path, ids: np.ndarray) -> str:
     """Save a request's ids (patient data, never in the ledger) under their digest."""
     key = digest(ids)
@@ -177,18 +185,17 @@ class Deployment:
         return json.loads(path.read_text())
 
 
-def refresh_current(folder: Path, sha: str) -> None:
-    """Make `current.safetensors` a copy of the checkpoint of `sha` (where it is not already)."""
-    current = folder / CURRENT
-    if not current.is_file() or file_sha256(current) != sha:
-        source = folder / CHECKPOINTS / f"{sha}.safetensors"
-        atomic_write(current, lambda tmp: shutil.copyfile(source, tmp))
-
-
-def create(folder: Path, config: ExperimentConfig, trained: TrainedModel, record: dict) -> None:
-    """Write a new deployment: its config, its first checkpoint and the ledger's first record."""
+def create(
+    folder: Path,
+    config: ExperimentConfig,
+    trained: TrainedModel,
+    record: dict,
+    key: Path | None = None,
+) -> None:
+    """Write a new deployment: its config, its first checkpoint and the ledger's first record
+    (signed with the key at `key` where given, as every later record can be)."""
     (folder / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CONFIG, dump_config(config))
     sha = publish_checkpoint(folder, trained.model, trained.meta)
-    Ledger.read(folder / LEDGER).appended({**record, "output": sha, "exact": True})
     refresh_current(folder, sha)
+    Ledger.read(folder / LEDGER).appended({**record, "output": sha, "exact": True}, key)

@@ -35,7 +35,10 @@ class Criterion:
 
 # the evidence statistics the protocol bounds: (key, label)
 STATISTICS = (
-    ("pop_phi_matched_auc", "phi attack AUC, forgotten vs unseen images of their classes"),
+    (
+        "pop_phi_matched_auc",
+        "phi attack's area under the curve (AUC), forgotten vs unseen images of their classes",
+    ),
     ("forget_gap", "accuracy on the forgotten images above test accuracy (points)"),
 )
 

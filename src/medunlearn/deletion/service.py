@@ -73,10 +73,12 @@ def deploy(
     data_root: str | None = None,
     runtime: RuntimeConfig | None = None,
     progress: Progress | None = None,
+    key: str | Path | None = None,
 ) -> Path:
     """Start a deployment of a trained checkpoint in folder `out`: its config (the checkpoint's
     data, model and recipe; the deletion settings of `config_file` where given), its first
-    checkpoint and the ledger's first record. Refused for a checkpoint of other data."""
+    checkpoint and the ledger's first record (signed with `key`, an Ed25519 private key in PEM,
+    where given). Refused for a checkpoint of other data."""
     checkpoint, out = Path(checkpoint), Path(out)
     if (out / "ledger.jsonl").is_file():
         raise DeploymentError(
@@ -94,7 +96,7 @@ def deploy(
         "config": cache_key("config", config.data, config.model, config.train, config.deletion),
         "versions": versions(),
     }  # fmt: skip
-    create(out, config, trained, record)
+    create(out, config, trained, record, key)
     return out
 
 
@@ -381,10 +383,12 @@ class Request:
         then purge what the record says goes."""
         deployment = self.deployment
         head = deployment.model()
+        # the method that produced the model: Retrain where the request fell back to it
+        served = RETRAIN_METHOD if decision.startswith("retrained") else self.method
         output = None
         if decision != "held":
             output = publish_checkpoint(
-                deployment.folder, model, {**head.meta, "unlearned": self.method.name}
+                deployment.folder, model, {**head.meta, "unlearned": served.name}
             )
         forget_digest = publish_ids(deployment.folder, self.new)
         purged, kept = self.purges(output, exact) if output else ([], [])
@@ -398,8 +402,7 @@ class Request:
             "neighbours_forgotten": self.closure.forget_neighbours,
             "test_duplicates": int(self.closure.test_duplicates.size),
             "input": deployment.head_sha, **({"output": output} if output else {}),
-            "method": self.method.name, "params": self.method.params,
-            "served_by": RETRAIN if attempt is not None and exact else self.method.name,
+            "method": served.name, "params": served.params,
             "config": cache_key("config", config.data, config.model, config.train, config.deletion),
             "seed": self.seed, "seconds": seconds, "decision": decision, "exact": exact,
             "ta": evidence.get("ta"), "evidence": {"before": before, "after": evidence,

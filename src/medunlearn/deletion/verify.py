@@ -43,9 +43,11 @@ def _ledger(folder: Path) -> Ledger:
 
 
 def _named_files(folder: Path, record: dict) -> list[tuple[Path, str]]:
-    """The files a record names with the hash they must have."""
+    """The files a record names with the hash they must have (a deployment's input is the
+    user's checkpoint, outside the folder: its hash is provenance, not a file kept here)."""
+    keys = ("output",) if record.get("kind") == "deploy" else ("input", "output")
     files = [(folder / CHECKPOINTS / f"{record[k]}.safetensors", record[k])
-             for k in ("input", "output") if k in record]  # fmt: skip
+             for k in keys if k in record]  # fmt: skip
     if "protocol" in record and record.get("kind") == "protocol":
         files.append((folder / PROTOCOLS / f"{record['protocol']}.json", record["protocol"]))
     return files
