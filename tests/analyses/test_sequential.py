@@ -48,6 +48,9 @@ def test_k_star_by_hand(sequential_rows: list[dict]) -> None:
     assert rows["salun", 3]["recognised_requests"] == [1]
     assert rows["salun", 3]["earlier"][0]["exact_step"] == 2
     assert rows["salun", 4]["debt_images"] == 40
+    # the original's context: every request's images before any deletion
+    assert (rows["original", 0]["earlier_acc"], rows["original", 0]["earlier_auc_max"]) == (95, 0.6)
+    assert rows["retrain", 4]["earlier_acc"] == 80.0
 
 
 def test_the_bounds_are_the_rows_own(make_step_row) -> None:

@@ -88,18 +88,22 @@ def annotated(rows: Sequence[dict]) -> list[dict]:
     95% interval lies wholly above that Retrain's AUC + `reversal_margin`); then `reversal` (the
     worst earlier set's interval low end minus its Retrain's AUC), `n_recognised`,
     `recognised_requests`, the earlier sets' mean accuracy and the Retrain's on them. A Retrain's
-    row gets its own earlier sets' mean accuracy and AUC. Rows without a step pass unchanged."""
+    row gets its own earlier sets' mean accuracy and largest AUC, the original's those of every
+    request's images (how recognisable they were before any deletion). Rows without a step pass
+    unchanged."""
     exact = exact_rows(rows)
     steps = sorted(exact)
     out = []
     for row in rows:
         row = dict(row)
-        if row.get(STEP) is None or row_role(row) == ORIGINAL:
+        if row.get(STEP) is None:
             out.append(row)
             continue
         step = int(row[STEP])
-        earlier = [dict(s) for s in row.get("sets", []) if s["request"] < step]
-        if row_role(row) == RETRAIN:
+        # the original's own sets are every request's images, none forgotten yet
+        earlier = [dict(s) for s in row.get("sets", [])
+                   if s["request"] < step or row_role(row) == ORIGINAL]  # fmt: skip
+        if row_role(row) in (ORIGINAL, RETRAIN):
             row |= {"earlier_acc": _mean([s["acc"] for s in earlier]),
                     "earlier_auc_max": _max([s["auc"] for s in earlier])}  # fmt: skip
             out.append(row)
@@ -217,8 +221,8 @@ EXACT_COLUMNS = (
     Column("miss_rate", "FNR"),
     Column("ua", "UA (this request)"),
     Column("pop_phi_matched_auc", "phi AUC (this request)", digits=3),
-    Column("earlier_acc", "acc. earlier sets"),
-    Column("earlier_auc_max", "max phi AUC earlier sets", digits=3),
+    Column("earlier_acc", "acc. earlier sets (r0: all)"),
+    Column("earlier_auc_max", "max phi AUC earlier sets (r0: all)", digits=3),
     Column("forgotten", "forgotten (images)", digits=0),
     Column("rte_min", "RTE (min)"),
 )
