@@ -44,6 +44,7 @@ def test_k_star_by_hand(sequential_rows: list[dict]) -> None:
     assert (found["salun"].k, found["salun"].first_reversal) == (3, 3)
     assert found["salun"].first_drift is None and found["salun"].reason == "reversal"
     assert found["ft"].max_drift == 90.0 - (90.0 - 0.6 * 4)
+    assert (found["ft"].n_drifted, found["salun"].n_drifted) == (3, 0)  # 1.2, 1.8, 2.4
     rows = {(r["method"], r["step"]): r for r in annotated(sequential_rows)}
     assert rows["salun", 3]["recognised_requests"] == [1]
     assert rows["salun", 3]["earlier"][0]["exact_step"] == 2

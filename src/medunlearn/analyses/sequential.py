@@ -147,7 +147,9 @@ def annotated(rows: Sequence[dict]) -> list[dict]:
 class KStar:
     """One method's k*: the first request at which its TA fell `drift_bound` points below the
     last exact model's (`first_drift`) or an earlier request's images became recognisable
-    again (`first_reversal`), the earlier of the two (None: it held through all `served`)."""
+    again (`first_reversal`), the earlier of the two (None: it held through all `served`);
+    `n_drifted` counts the requests at which the TA was that far below (one request's TA moves
+    with the run's noise: a k* from a single dip reads differently from a lasting drift)."""
 
     method: str
     k: int | None
@@ -156,6 +158,7 @@ class KStar:
     served: int
     max_drift: float | None
     max_reversal: float | None
+    n_drifted: int = 0
 
     @property
     def reason(self) -> str:
@@ -187,7 +190,7 @@ def k_stars(rows: Sequence[dict]) -> list[KStar]:
         firsts = [k for k in (first_drift, first_reversal) if k is not None]
         found.append(KStar(method, min(firsts) if firsts else None, first_drift, first_reversal,
                            max(r[STEP] for r in steps), _max([r.get("drift") for r in steps]),
-                           _max([r.get("reversal") for r in steps])))  # fmt: skip
+                           _max([r.get("reversal") for r in steps]), len(drifted)))  # fmt: skip
     return found
 
 
@@ -230,6 +233,7 @@ K_COLUMNS = (
     Column("k", "k*"),
     Column("reason", "reason"),
     Column("first_drift", "first TA drift"),
+    Column("n_drifted", "requests drifted"),
     Column("first_reversal", "first reversal"),
     Column("max_drift", "max drift"),
     Column("max_reversal", "max reversal", digits=3),
@@ -270,7 +274,8 @@ class Sequential(Analysis):
         "reversal margin (deletion.debt.reversal). debt: images forgotten approximately since "
         "the last exact retrain (here since the start: the methods never take the Retrain's "
         "weights). k*: the first request at which drift >= deletion.debt.drift or an earlier "
-        "set is recognised again ('> n': neither within the n requests). sequential.png draws "
+        "set is recognised again ('> n': neither within the n requests); requests drifted: at "
+        "how many requests the drift was that large. sequential.png draws "
         "TA, the earlier sets' accuracy and the reversal against the request number."
     )
     figures = ("sequential.png",)
@@ -294,7 +299,8 @@ class Sequential(Analysis):
             tables.append(Table("exact models (r0: the original)", columns, cells,
                                 first="request"))  # fmt: skip
         cells = [[k.method, _k(k.k, k.served), k.reason, _k(k.first_drift, k.served),
-                  _k(k.first_reversal, k.served), fmt(k.max_drift), fmt(k.max_reversal, 3)]
+                  f"{k.n_drifted} of {k.served}", _k(k.first_reversal, k.served),
+                  fmt(k.max_drift), fmt(k.max_reversal, 3)]
                  for k in k_stars(study.rows)]  # fmt: skip
         tables.append(Table("k*: requests served before the first failure", K_COLUMNS, cells))
         return tables
