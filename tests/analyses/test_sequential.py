@@ -45,6 +45,7 @@ def test_k_star_by_hand(sequential_rows: list[dict]) -> None:
     assert found["salun"].first_drift is None and found["salun"].reason == "reversal"
     assert found["ft"].max_drift == 90.0 - (90.0 - 0.6 * 4)
     assert (found["ft"].n_drifted, found["salun"].n_drifted) == (3, 0)  # 1.2, 1.8, 2.4
+    assert found["ft"].first_exact_drift == 2  # drift 1.2 at request 2, which has its Retrain
     rows = {(r["method"], r["step"]): r for r in annotated(sequential_rows)}
     assert rows["salun", 3]["recognised_requests"] == [1]
     assert rows["salun", 3]["earlier"][0]["exact_step"] == 2
@@ -62,6 +63,7 @@ def test_the_bounds_are_the_rows_own(make_step_row) -> None:
             step_row("retrain", 2, 90.0, {1: (80.0, 0.5), 2: (80.0, 0.5)})]  # fmt: skip
     # drift exactly 1 falls short (>=); interval low 0.6 = 0.5 + 0.1 is not above the margin
     assert by_method(rows)["ft"].k == 1
+    assert by_method(rows)["ft"].first_exact_drift is None  # request 1 is read against r0
     rows[1]["drift_bound"] = 1.5
     assert by_method(rows)["ft"].k is None
     rows[2]["reversal_margin"] = 0.05

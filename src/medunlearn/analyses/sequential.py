@@ -149,7 +149,9 @@ class KStar:
     last exact model's (`first_drift`) or an earlier request's images became recognisable
     again (`first_reversal`), the earlier of the two (None: it held through all `served`);
     `n_drifted` counts the requests at which the TA was that far below (one request's TA moves
-    with the run's noise: a k* from a single dip reads differently from a lasting drift)."""
+    with the run's noise: a k* from a single dip reads differently from a lasting drift);
+    `first_exact_drift` is the first such request among those with their own exact Retrain
+    (the reading that compares only where a Retrain of that very request exists)."""
 
     method: str
     k: int | None
@@ -159,6 +161,7 @@ class KStar:
     max_drift: float | None
     max_reversal: float | None
     n_drifted: int = 0
+    first_exact_drift: int | None = None
 
     @property
     def reason(self) -> str:
@@ -181,16 +184,18 @@ def method_steps(rows: Sequence[dict]) -> dict[str, list[dict]]:
 
 def k_stars(rows: Sequence[dict]) -> list[KStar]:
     """Every method's k* (see `KStar`)."""
-    found = []
+    found, exact = [], exact_rows(rows)
     for method, steps in method_steps(rows).items():
         drifted = [r[STEP] for r in steps if r.get("drift_over")]
+        exact_drifted = [k for k in drifted if k in exact]
         reversed_ = [r[STEP] for r in steps if r.get("n_recognised")]
         first_drift = min(drifted) if drifted else None
         first_reversal = min(reversed_) if reversed_ else None
         firsts = [k for k in (first_drift, first_reversal) if k is not None]
         found.append(KStar(method, min(firsts) if firsts else None, first_drift, first_reversal,
                            max(r[STEP] for r in steps), _max([r.get("drift") for r in steps]),
-                           _max([r.get("reversal") for r in steps]), len(drifted)))  # fmt: skip
+                           _max([r.get("reversal") for r in steps]), len(drifted),
+                           min(exact_drifted) if exact_drifted else None))  # fmt: skip
     return found
 
 
@@ -233,6 +238,7 @@ K_COLUMNS = (
     Column("k", "k*"),
     Column("reason", "reason"),
     Column("first_drift", "first TA drift"),
+    Column("first_exact_drift", "first at a Retrain's request"),
     Column("n_drifted", "requests drifted"),
     Column("first_reversal", "first reversal"),
     Column("max_drift", "max drift"),
@@ -274,8 +280,9 @@ class Sequential(Analysis):
         "reversal margin (deletion.debt.reversal). debt: images forgotten approximately since "
         "the last exact retrain (here since the start: the methods never take the Retrain's "
         "weights). k*: the first request at which drift >= deletion.debt.drift or an earlier "
-        "set is recognised again ('> n': neither within the n requests); requests drifted: at "
-        "how many requests the drift was that large. sequential.png draws "
+        "set is recognised again ('> n': neither within the n requests); first at a Retrain's "
+        "request: the first drift at a request that has its own exact Retrain; requests "
+        "drifted: at how many requests the drift was that large. sequential.png draws "
         "TA, the earlier sets' accuracy and the reversal against the request number."
     )
     figures = ("sequential.png",)
@@ -299,7 +306,7 @@ class Sequential(Analysis):
             tables.append(Table("exact models (r0: the original)", columns, cells,
                                 first="request"))  # fmt: skip
         cells = [[k.method, _k(k.k, k.served), k.reason, _k(k.first_drift, k.served),
-                  f"{k.n_drifted} of {k.served}", _k(k.first_reversal, k.served),
+                  _k(k.first_exact_drift, k.served), f"{k.n_drifted} of {k.served}", _k(k.first_reversal, k.served),
                   fmt(k.max_drift), fmt(k.max_reversal, 3)]
                  for k in k_stars(study.rows)]  # fmt: skip
         tables.append(Table("k*: requests served before the first failure", K_COLUMNS, cells))
