@@ -297,6 +297,30 @@ def delete(
                   f"audit: {outcome.audit / 'audit.html'}")  # fmt: skip
 
 
+@app.command()
+def sequential(
+    config: ConfigArg = None,
+    out: OutOpt = Path("runs/sequential"),
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """The sequential-requests study: each method serves the config's `sequential` requests one
+    after another, against an exact Retrain at every `exact_every`-th; per-request tables, k*
+    per method and sequential.png."""
+    from medunlearn.analyses.base import Study
+    from medunlearn.analyses.sequential import Sequential
+    from medunlearn.deletion.sequential import run_sequential
+
+    with _user_errors():
+        resolved = _config(config, set_, data_root, cache)
+        with RichProgress(errors) as progress:
+            rows = run_sequential(resolved, out, progress)
+    for table in Sequential().tables(Study(rows, resolved.name)):
+        console.print(table.rich())
+    console.print(f"results: {out / 'results.csv'}, {out / 'report.md'}, {out / 'sequential.png'}")
+
+
 ledger_app = typer.Typer(help="The deployment's ledger: show it, or verify its chain.")
 app.add_typer(ledger_app, name="ledger")
 

@@ -490,6 +490,39 @@ class DeletionConfig(Checked):
 
 
 @dataclass
+class SequentialConfig(Checked):
+    """The sequential-requests study (`medunlearn sequential`): `requests` deletion requests
+    served one after another, each of `patients` random patients not requested before, from a
+    patient map (`patient_map`, a CSV of train_id, patient_id; None: a synthetic map, seeded by
+    `seed`, of `min_images` to `max_images` training images per patient), each closed over exact
+    duplicates. Every method serves each request on its own output of the request before; an
+    exact Retrain (the training set minus everything forgotten so far) is trained at every
+    `exact_every`-th request as the reference. `seed` also draws the requests. The TA drift and
+    forgetting-reversal bounds are `deletion.debt`'s."""
+
+    requests: int = constrained(10, AT_LEAST_ONE)
+    patients: int = constrained(20, AT_LEAST_ONE)
+    exact_every: int = constrained(2, AT_LEAST_ONE)
+    seed: int = 0
+    patient_map: str | None = None
+    min_images: int = constrained(1, AT_LEAST_ONE)
+    max_images: int = constrained(5, AT_LEAST_ONE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.min_images > self.max_images:
+            raise ConfigError(
+                f"sequential.min_images ({self.min_images}) must not exceed max_images "
+                f"({self.max_images})"
+            )
+        if self.exact_every > self.requests:
+            raise ConfigError(
+                f"sequential.exact_every ({self.exact_every}) exceeds requests "
+                f"({self.requests}): no exact Retrain would be trained to compare with"
+            )
+
+
+@dataclass
 class ExperimentConfig(Checked):
     """A whole experiment: data, model, recipe, forget sets, methods and seeds.
 
@@ -508,6 +541,7 @@ class ExperimentConfig(Checked):
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     deletion: DeletionConfig = field(default_factory=DeletionConfig)
+    sequential: SequentialConfig = field(default_factory=SequentialConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 

@@ -67,11 +67,40 @@ def tuning_summary(method: str, rte: float, tune_min: float) -> dict:
     return {"method": method, "cost": {"tune_min": tune_min, "trials": 8}, "held_out": held_out}
 
 
+def step_row(method: str, step: int, ta: float, sets: dict[int, tuple[float, float]]) -> dict:
+    """A sequential study's row: its role, request number, TA, and per request j its accuracy
+    and phi attack AUC (the AUC's interval +-0.05), as `deletion.sequential` writes it."""
+    role = METHODS.get(method, "method")
+    entries = [{"request": j, "acc": acc, "auc": auc, "auc_low": auc - 0.05,
+                "auc_high": auc + 0.05} for j, (acc, auc) in sorted(sets.items())]  # fmt: skip
+    return {"method": method, "role": role, "aug": "crop-flip", "forget": f"request-{step}",
+            "seed": 0, "step": step, "ta": ta, "ua": 100.0 - ta, "miss_rate": 100.0 - ta,
+            "miss_rate_kind": "macro", "debt_images": 10 * step if role == "method" else 0,
+            "forgotten": 10 * step, "rte_min": 0.1, "drift_bound": 1.0,
+            "reversal_margin": 0.1, "sets": entries}  # fmt: skip
+
+
+def sequential_study_rows(n_steps: int = 4) -> list[dict]:
+    """The original at request 0, two methods over `n_steps` requests (ft drifting, salun's
+    first request's images coming back), the exact Retrain at every second request."""
+    unseen = {j: (80.0, 0.5) for j in range(1, n_steps + 1)}
+    rows = [step_row("original", 0, 90.0, {j: (95.0, 0.6) for j in unseen})]
+    for step in range(1, n_steps + 1):
+        seen = {j: unseen[j] for j in range(1, step + 1)}
+        rows.append(step_row("ft", step, 90.0 - 0.6 * step, seen))
+        back = {j: (99.0, 0.7) if j == 1 and step >= 3 else value for j, value in seen.items()}
+        rows.append(step_row("salun", step, 90.0, back))
+        if step % 2 == 0:
+            rows.append(step_row("retrain", step, 90.0, seen))
+    return rows
+
+
 @pytest.fixture
 def rich_study() -> Study:
     """Two augmentation modes, random forget sets of two sizes and easy / hard ones, two seeds,
     a binary task's clinical columns, attacks with curves and histograms, per-class columns,
-    and the summaries of two tunings: every registered analysis applies."""
+    the summaries of two tunings, and a sequential study's rows: every registered analysis
+    applies."""
     rows = [
         rich_row(aug, spec.display_name, seed, method, level=5.0 * a + s)
         for a, aug in enumerate(MODES)
@@ -79,6 +108,7 @@ def rich_study() -> Study:
         for seed in SEEDS
         for method in METHODS
     ]
+    rows += sequential_study_rows()
     tunings = [tuning_summary("salun", 2.0, 30.0), tuning_summary("rl", 1.0, 12.0)]
     return Study(rows, "synthetic", list(SPECS), tunings)
 
@@ -105,3 +135,15 @@ def two_modes() -> Study:
     rows = [two_mode_row(aug, method, seed) for aug in MODES for seed in SEEDS
             for method in METHODS]  # fmt: skip
     return Study(rows, "two modes")
+
+
+@pytest.fixture
+def sequential_rows() -> list[dict]:
+    """A sequential study's rows over four requests (see `sequential_study_rows`)."""
+    return sequential_study_rows()
+
+
+@pytest.fixture
+def make_step_row():
+    """The factory of one sequential study row (see `step_row`)."""
+    return step_row

@@ -24,7 +24,7 @@ def analysis(request: pytest.FixtureRequest) -> Analysis:
 
 
 def test_the_built_in_analyses_are_registered_in_report_order() -> None:
-    assert ANALYSES == ["core", "clinical", "privacy", "augmentation", "difficulty",
+    assert ANALYSES == ["sequential", "core", "clinical", "privacy", "augmentation", "difficulty",
                         "forget_size", "subgroups", "tuning_overhead"]  # fmt: skip
 
 

@@ -78,7 +78,8 @@ class Augmentation(Analysis):
             cells = [[method, *(_ag_cell(index.get((mode, method)), index.get((BASELINE, method)))
                                 for mode in modes)] for method in methods]  # fmt: skip
             columns = [Column(mode, mode, gap=False) for mode in modes]
-            tables.append(Table(f"AG by augmentation, forget set {forget}", columns, cells))
+            if cells:  # a forget set with reference rows alone has no AG to show
+                tables.append(Table(f"AG by augmentation, forget set {forget}", columns, cells))
         return tables
 
     def draw(self, study: Study) -> dict[str, Figure]:

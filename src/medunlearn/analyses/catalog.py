@@ -8,11 +8,13 @@ from medunlearn.analyses import (
     difficulty,
     forget_size,
     privacy,
+    sequential,
     subgroups,
     tuning_overhead,
 )
 
 MODULES = (
+    sequential,  # first: a sequential study's report leads with it (it applies to no other)
     core,
     clinical,
     privacy,

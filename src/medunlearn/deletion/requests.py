@@ -18,6 +18,7 @@ from scipy.fft import dctn
 
 from medunlearn.data import Dataset, Split
 from medunlearn.forget import ForgetError, read_ids
+from medunlearn.store import atomic_write_text
 
 # the perceptual hash: the image in grey at 32 x 32, its DCT's top-left 8 x 8 against their median
 PHASH_SIZE, PHASH_BITS = 32, 8
@@ -58,6 +59,51 @@ def read_patient_map(path: str | Path, n_train: int) -> dict[str, np.ndarray]:
     for train_id, patient in zip(ids.tolist(), (p for _, p in pairs), strict=True):
         patients.setdefault(patient, []).append(train_id)
     return {patient: np.array(sorted(rows), dtype=np.int64) for patient, rows in patients.items()}
+
+
+def synthetic_patient_map(
+    n_train: int, seed: int, images: tuple[int, int] = (1, 5)
+) -> dict[str, np.ndarray]:
+    """A seeded stand-in for a hospital's patient map (MedMNIST has no patient ids): the
+    training ids shuffled and cut into patients of `images[0]` to `images[1]` images each
+    (sizes drawn uniformly), every id exactly once; patient ids `P00000`, `P00001` ..."""
+    low, high = images
+    if not 1 <= low <= high:
+        raise RequestError(f"images per patient must satisfy 1 <= min <= max; got {images}")
+    if n_train < low:
+        raise RequestError(f"{n_train} training images cannot make a patient of {low} or more")
+    rng = np.random.default_rng(seed)
+    sizes: list[int] = []
+    while sum(sizes) < n_train:
+        sizes.append(int(rng.integers(low, high + 1)))
+    sizes[-1] -= sum(sizes) - n_train
+    while sizes[-1] < low:  # a short last patient: one image more from a larger patient,
+        donors = [i for i in range(len(sizes) - 1) if sizes[i] > low]
+        if donors:
+            sizes[donors[-1]] -= 1
+            sizes[-1] += 1
+            continue
+        short = sizes.pop()  # or, none being larger, its images spread over the others
+        room = [i for i, size in enumerate(sizes) if size < high]
+        if len(room) < short:
+            raise RequestError(
+                f"{n_train} training images cannot be cut into patients of {low} to {high} images"
+            )
+        for i in room[-short:]:
+            sizes[i] += 1
+    order = rng.permutation(n_train)
+    bounds = np.cumsum([0, *sizes])
+    return {f"P{i:05d}": np.sort(order[bounds[i] : bounds[i + 1]]).astype(np.int64)
+            for i in range(len(sizes))}  # fmt: skip
+
+
+def write_patient_map(path: str | Path, mapping: dict[str, np.ndarray]) -> Path:
+    """Write a patient map as the CSV `read_patient_map` reads (train_id, patient_id; by id)."""
+    pairs = sorted((int(i), patient) for patient, ids in mapping.items() for i in ids)
+    lines = ["train_id,patient_id", *(f"{i},{patient}" for i, patient in pairs)]
+    path = Path(path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 def read_patients(path: str | Path) -> list[str]:
