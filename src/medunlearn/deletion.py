@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from medunlearn.checkpoints import TrainedModel, load_model
+from medunlearn.checkpoints import TrainedModel, load_model, save_model
 from medunlearn.config import (
     ConfigError,
     DataConfig,
@@ -26,8 +25,8 @@ from medunlearn.progress import Progress
 from medunlearn.store import (
     atomic_write_json,
     atomic_write_text,
+    file_sha256,
     load_checkpoint,
-    save_checkpoint,
 )
 from medunlearn.study.setup import Session, open_session
 
@@ -41,15 +40,6 @@ class DeletionResult:
     before: dict
     after: dict
     seconds: float
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, for the audit trail."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def config_from_checkpoint(
@@ -176,7 +166,7 @@ def serve_deletion(
     after = evaluate_checkpoint(result.model, session, forget_set, seed)
     out.mkdir(parents=True, exist_ok=True)
     output = out / "unlearned.safetensors"
-    save_checkpoint(output, result.model, {**original.meta, "unlearned": method.name})
+    save_model(output, result.model, {**original.meta, "unlearned": method.name}, beside=True)
     forget_set.save(out / "forget_set.json")
     request = {
         "dataset": dataset.name, "n_forget": len(forget_set.forget_ids),
