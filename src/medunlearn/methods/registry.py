@@ -24,7 +24,10 @@ class Method:
     to `Context.on_epoch` (once after each; None: it trains no epochs, e.g. SSD); where that
     param is None the training recipe's epochs apply (Retrain). `recipe` gives the training
     recipe of the model it unlearns from, where that is not the study's own (SISA, which needs
-    a model trained in shards and slices, refuses in it a recipe that has none)."""
+    a model trained in shards and slices, refuses in it a recipe that has none). An `exact`
+    method's result is the model trained from the start without the forget set (SISA: its own
+    Retrain, proven by a test), so its distance to the study's Retrain is not forgetting left
+    undone."""
 
     name: str
     params: type[MethodParams]
@@ -33,6 +36,7 @@ class Method:
     binary_only: bool = False
     epochs: str | None = "epochs"
     recipe: RecipeFn | None = None
+    exact: bool = False
 
     def __post_init__(self) -> None:
         fields = {f.name for f in dataclasses.fields(self.params)}
@@ -60,11 +64,12 @@ def register(
     binary_only: bool = False,
     epochs: str | None = "epochs",
     recipe: RecipeFn | None = None,
+    exact: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Add a method under `name`; its function takes (model, data, params, context)."""
 
     def add(run: MethodFn) -> MethodFn:
-        METHODS[name] = Method(name, params, run, summary, binary_only, epochs, recipe)
+        METHODS[name] = Method(name, params, run, summary, binary_only, epochs, recipe, exact)
         return run
 
     return add

@@ -59,6 +59,7 @@ def sharded_recipe(train: TrainConfig, params: SisaParams) -> TrainConfig:
     "exact deletion: retrain only the shards and slices that held a forgotten image (SISA)",
     epochs=None,
     recipe=sharded_recipe,
+    exact=True,
 )
 def sisa(model: nn.Module, data: UnlearnData, params: SisaParams, context: Context) -> nn.Module:
     """Retrain each shard holding a forgotten image from the slice before its first one."""

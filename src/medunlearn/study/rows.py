@@ -19,7 +19,7 @@ from medunlearn.config import ExperimentConfig, ForgetConfig, MethodConfig
 from medunlearn.engine import Engine, usable_cores
 from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData
-from medunlearn.methods.registry import original_recipe
+from medunlearn.methods.registry import get_method, original_recipe
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.attacks.rmia import tuned_a
 from medunlearn.metrics.evaluate import Request, evaluate, finish
@@ -226,6 +226,7 @@ def run_row(run: ForgetRun, method: MethodConfig) -> SavedRow:
         **_bank_columns(bank),
         **_repeat_columns(repeats, request),
         **_deletion_columns(model, data),
+        **({"exact": True} if role == METHOD and get_method(method.name).exact else {}),
         "rte_min": seconds / 60,
         "eval_s": result.seconds,
         "forget_key": forget_set.key,
