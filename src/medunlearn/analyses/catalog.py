@@ -8,6 +8,7 @@ from medunlearn.analyses import (
     difficulty,
     forget_size,
     privacy,
+    sharding,
     subgroups,
     tuning_overhead,
 )
@@ -21,4 +22,5 @@ MODULES = (
     forget_size,
     subgroups,
     tuning_overhead,
+    sharding,
 )
