@@ -95,11 +95,12 @@ def checkpoint_meta(config: ExperimentConfig, dataset: Dataset, seed: int, **ext
     }
 
 
-def data_key(dataset: Dataset) -> dict:
-    """What identifies the data in cache keys: its content hash and task, not its folder, and
-    its patient mapping where it has one (sharded training keeps patients together)."""
+def data_key(dataset: Dataset, sharded: bool = False) -> dict:
+    """What identifies the data in cache keys: its content hash and task, not its folder; for a
+    sharded training also its patient mapping, where it has one (the layout keeps patients
+    together; a model trained whole does not depend on it)."""
     key = {"fingerprint": dataset.fingerprint, "name": dataset.name, "size": dataset.size}
-    if dataset.patients is not None:
+    if sharded and dataset.patients is not None:
         key["patients"] = cache_key("patients", dataset.patients.tolist())
     return key
 
@@ -116,9 +117,9 @@ def recipe_key(train: TrainConfig) -> dict:
 def weights_key(kind: str, config: ExperimentConfig, dataset: Dataset, seed: int, *parts) -> str:
     """The key of anything whose weights a training produced: the data, the model, the recipe,
     the precision and the seed (every setting that changes the weights), plus `parts`."""
-    bf16 = config.runtime.bf16
-    recipe = recipe_key(config.train)
-    return cache_key(kind, data_key(dataset), config.model, recipe, bf16, seed, *parts)
+    bf16, train = config.runtime.bf16, config.train
+    data = data_key(dataset, train.sharded)
+    return cache_key(kind, data, config.model, recipe_key(train), bf16, seed, *parts)
 
 
 def load_model(path: Path, model_config: ModelConfig, dataset: Dataset) -> TrainedModel:
