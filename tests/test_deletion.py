@@ -105,3 +105,29 @@ def test_config_from_checkpoint(checkpoint, make_config, tmp_path):
     assert config.model == expected.model
     assert config.train == expected.train
     assert config_from_checkpoint(checkpoint, "/elsewhere").data.root == "/elsewhere"
+
+
+def test_a_sharded_deployment_serves_sisa_requests_one_after_another(
+    make_config, tmp_path, runtime, blood, sharded_model, same_state
+):
+    """A sharded checkpoint (its slice checkpoints beside it) serves an exact deletion: the
+    output's slices are beside the output, its layout marks the ids removed, and a second
+    request from it removes both, as a model trained without them all."""
+    from medunlearn.sharding import ShardedModel, verify_slices
+    from medunlearn.store import Store
+
+    config = make_config(epochs=2, shards=2, slices=2)
+    path, _ = export_original(config, tmp_path / "model")
+    first = serve_deletion(path, _ids(tmp_path, [3, 40]), MethodConfig("sisa"),
+                           tmp_path / "first", runtime=runtime)  # fmt: skip
+    once = load_model(first.checkpoint, config.model, blood).model
+    assert isinstance(once, ShardedModel) and once.layout.removed[[3, 40]].all()
+    verify_slices(once.sharding)
+    assert {c.path.parent for shard in once.sharding.checkpoints for c in shard} == {
+        tmp_path / "first" / "unlearned.slices"
+    }
+    second = serve_deletion(first.checkpoint, _ids(tmp_path, [7], "more.txt"),
+                            MethodConfig("sisa"), tmp_path / "second", runtime=runtime)  # fmt: skip
+    twice = load_model(second.checkpoint, config.model, blood).model
+    scratch = sharded_model(blood, Store(tmp_path / "scratch"), config.train, removed=[3, 40, 7])
+    assert same_state(twice, scratch)
