@@ -255,3 +255,39 @@ def no_value_reads() -> Callable[[], contextlib.AbstractContextManager]:
             yield
 
     return forbid
+
+
+@pytest.fixture
+def sharded_recipe() -> Callable[..., TrainConfig]:
+    """A quick recipe of 2 shards and 2 slices on the fixture (fields overridable)."""
+
+    def make(**overrides) -> TrainConfig:
+        values = dict(epochs=2, lr=0.05, batch_size=16, schedule="cosine", augment="crop-flip",
+                      shards=2, slices=2)  # fmt: skip
+        return TrainConfig(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def sharded_model(engine) -> Callable[..., torch.nn.Module]:
+    """Train a sharded CNN (width 4) on a dataset, its slice checkpoints in `store`, without the
+    training ids `removed`."""
+    from medunlearn.sharding import shard_trainer, train_sharded
+
+    def train(dataset, store: Store, recipe: TrainConfig, seed: int = 0, removed=None):
+        cnn = ModelConfig(arch="cnn", width=4)
+        return train_sharded(shard_trainer(cnn, recipe, dataset, engine, store, seed, removed))[0]
+
+    return train
+
+
+@pytest.fixture
+def same_state() -> Callable[[torch.nn.Module, torch.nn.Module], bool]:
+    """Whether two models' states are bitwise equal (same keys, same values)."""
+
+    def same(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+        a, b = first.state_dict(), second.state_dict()
+        return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+    return same

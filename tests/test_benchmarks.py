@@ -66,3 +66,23 @@ def test_the_gpu_script_goes_on_after_a_failed_step_and_says_so(tmp_path):
     assert result.returncode == 1
     steps = (out / "gpu.log").read_text()
     assert "salun64" in steps and "FAILED" in steps and "1 step(s) failed" in steps
+
+
+@pytest.mark.slow
+def test_the_sisa_benchmark_prints_both_budgets_as_ratios(write_npz, tmp_path):
+    """benchmarks/sisa.py's dry run on the tiny fixture: every step runs, and the JSON has the
+    two budgets' ratios and what each deletion retrained."""
+    data = write_npz().parent
+    out = tmp_path / "sisa.json"
+    command = [sys.executable, "benchmarks/sisa.py", "--data-root", str(data), "--json", str(out)]
+    quick = ["train.epochs=4", "model.width=4", "train.batch_size=16"]
+    command += [arg for setting in quick for arg in ("--set", setting)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(target <= 1.15x)" in result.stdout and "(target <= 0.6x)" in result.stdout
+    measured = json.loads(out.read_text())
+    assert measured["four_ratio"] > 0
+    one, ten = measured["deletions"]["1"], measured["deletions"]["10"]
+    assert one["shards_retrained"] == 1 and one["shards_expected"] == pytest.approx(1)
+    assert ten["shards_retrained"] >= one["shards_retrained"]
+    assert 0 < one["retrain_share"] <= ten["retrain_share"] <= 1

@@ -163,3 +163,15 @@ def test_a_difficulty_of_other_data_is_not_read(tmp_path, blood, write_npz):
     other_root = write_npz("bloodmnist", 64, 24, 24, seed=5, folder=tmp_path / "other").parent
     other = load_medmnist("bloodmnist", 28, root=other_root, download=False)
     assert load_model(path, CNN, other).difficulty is None
+
+
+def test_a_patient_mapping_keys_a_sharded_model_only(make_config, blood):
+    """The layout of a sharded training keeps each patient's images together, so its weights
+    depend on the mapping; a model trained whole does not, and keeps its key."""
+    from medunlearn.data.patients import synthetic_patients
+
+    whole, sharded = make_config(), make_config(epochs=2, shards=2)
+    keys = [weights_key("original", config, blood, 0) for config in (whole, sharded)]
+    blood.patients = synthetic_patients(len(blood.train))
+    assert weights_key("original", whole, blood, 0) == keys[0]
+    assert weights_key("original", sharded, blood, 0) != keys[1]

@@ -28,6 +28,17 @@ def test_the_analyses_configs() -> None:
     ]  # fmt: skip
 
 
+def test_the_sisa_config_asks_for_the_shards_and_requests_of_its_readme_section() -> None:
+    config = load_config(FOLDER / "sisa-bloodmnist.yaml")
+    assert (config.train.epochs, config.model.arch, config.model.width) == (12, "cnn", 32)
+    sisa = [m.params for m in config.methods if m.name == "sisa"]
+    assert sisa == [{"shards": s, "slices": 4} for s in (1, 2, 4, 8)]
+    assert [(f.mode, f.count) for f in config.forget] == [
+        ("random", 1), ("random", 10), ("random", 100), ("patients", 1), ("patients", 10)
+    ]  # fmt: skip
+    assert config.data.patients == "synthetic"
+
+
 def test_a_shipped_recipe_names_no_machines_folders() -> None:
     for path in sorted((FOLDER / "recipes").glob("*.yaml")):
         config = load_config(path)

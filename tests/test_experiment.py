@@ -32,6 +32,7 @@ from medunlearn.forget import ForgetError, load_forget_set
 from medunlearn.metrics.evaluate import Request, evaluate, finish
 from medunlearn.metrics.gap import average_gap
 from medunlearn.seeds import Seeds
+from medunlearn.sharding import ShardedModel, ShardingError
 from medunlearn.store import Store, cache_root, load_arrays
 from medunlearn.study.validate import validate
 
@@ -291,6 +292,23 @@ def test_other_seed_other_forget_set(make_config, tmp_path):
             lambda c: c.methods.append(MethodConfig("ft", label="original")), ConfigError,
             id="method-labelled-original",
         ),
+        pytest.param(lambda c: setattr(c, "train", replace(c.train, shards=9)), ShardingError,
+                     id="more-shards-than-a-class-has"),
+        pytest.param(
+            lambda c: setattr(c, "train", replace(c.train, epochs=9, shards=8, slices=9)),
+            ShardingError, id="more-slices-than-a-shard-has",
+        ),
+        pytest.param(lambda c: c.methods.append(MethodConfig("sisa")), ConfigError,
+                     id="sisa-without-shards"),
+        pytest.param(lambda c: c.methods.append(MethodConfig("sisa", {"shards": 9})),
+                     ShardingError, id="sisa-with-more-shards-than-a-class-has"),
+        pytest.param(lambda c: setattr(c, "forget", [ForgetConfig(mode="patients", count=2)]),
+                     ForgetError, id="patients-without-a-mapping"),
+        pytest.param(
+            lambda c: (setattr(c, "train", replace(c.train, shards=2)),
+                       setattr(c, "forget", [ForgetConfig(mode="hard", fraction=0.05)])),
+            ConfigError, id="difficulty-of-a-sharded-original",
+        ),
     ],
 )  # fmt: skip
 def test_bad_input_writes_no_output_folder(make_config, tmp_path, change, error):
@@ -476,3 +494,46 @@ def test_two_runs_with_different_inference_timings_give_identical_rows(
             rows = experiment.run(config, tmp_path / name)
         runs.append([{k: v for k, v in row.items() if k not in TIMING} for row in rows])
     assert runs[0] == runs[1]
+
+
+def test_a_sharded_study_trains_its_shards_and_sisa_retrains_only_what_held_the_images(
+    make_config, tmp_path
+):
+    """train.shards: the original is the shards' aggregate (its run time theirs), Retrain is
+    trained sharded too, and sisa's row says what it retrained (its run time counting only
+    that is proven in methods/test_sisa.py, without timing anything)."""
+    config = make_config([MethodConfig("sisa")], epochs=2, shards=2, slices=2)
+    config = replace(config, forget=[ForgetConfig(mode="random", count=1)])
+    rows = {row["method"]: row for row in experiment.run(config, tmp_path / "out")}
+    sisa, original = rows["sisa"], rows["original"]
+    assert (sisa["shards"], sisa["slices"], sisa["shards_retrained"]) == (2, 2, 1)
+    assert 1 <= sisa["slices_retrained"] <= 2 and sisa["shards_expected"] == pytest.approx(1)
+    assert 0 < sisa["retrain_share"] <= 0.5 and sisa["exact"] is True
+    assert original["rte_min"] > 0 and sisa["rte_min"] > 0
+    assert "shards_retrained" not in rows["retrain"] and "exact" not in rows["retrain"]
+    store = Store(Path(config.runtime.cache_dir))
+    (retrain,) = (store.root / "retrain").glob("*.safetensors")
+    dataset = load_dataset(config.data)
+    assert isinstance(load_model(retrain, config.model, dataset).model, ShardedModel)
+
+
+def test_sisa_of_its_own_shards_sits_beside_the_methods_of_a_study_trained_whole(
+    make_config, tmp_path
+):
+    methods = [MethodConfig("ft", {"epochs": 1, "batch_size": 16}),
+               MethodConfig("sisa", {"shards": 2, "slices": 2}, label="sisa S=2")]  # fmt: skip
+    config = make_config(methods, epochs=2)
+    rows = {row["method"]: row for row in experiment.run(config, tmp_path / "out")}
+    assert set(rows) == {"original", "retrain", "ft", "sisa S=2"}
+    assert rows["sisa S=2"]["shards"] == 2 and rows["sisa S=2"]["ag"] is not None
+    assert "shards" not in rows["ft"]
+    assert "sisa S=2" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_export_of_a_sharded_original_keeps_its_slices_beside_it(make_config, tmp_path, blood):
+    config = make_config(epochs=2, shards=2, slices=2)
+    path, _ = experiment.export_original(config, tmp_path / "model")
+    model = load_model(path, config.model, blood).model
+    assert isinstance(model, ShardedModel)
+    files = [c.path for shard in model.sharding.checkpoints for c in shard]
+    assert len(files) == 4 and all(f.parent == tmp_path / "model" / "model.slices" for f in files)

@@ -191,3 +191,47 @@ def test_check_forget_checks_specs_without_a_difficulty() -> None:
 def test_easy_and_hard_labels_name_a_pool_other_than_the_decile() -> None:
     assert ForgetConfig("easy", 0.05).display_name == "easy-5pct"
     assert ForgetConfig("hard", 0.05, pool=0.2).display_name == "hard-5pct-pool20"
+
+
+def test_random_takes_a_count_of_images_when_given_one() -> None:
+    dataset = _dataset(MULTI)
+    for count in (1, 10):
+        forget = select_forget(dataset, ForgetConfig(mode="random", count=count), seed=3)
+        assert len(forget.forget_ids) == count
+    with pytest.raises(ForgetError, match="cannot forget 161 of the 161 training images"):
+        select_forget(dataset, ForgetConfig(mode="random", count=161))
+
+
+def test_patients_forgets_every_image_of_the_patients_drawn() -> None:
+    from medunlearn.data.patients import synthetic_patients
+
+    dataset = _dataset(MULTI)
+    dataset.patients = synthetic_patients(len(dataset.train), seed=2)
+    forget = select_forget(dataset, ForgetConfig(mode="patients", count=3), seed=1)
+    drawn = np.unique(dataset.patients[forget.forget_ids])
+    assert drawn.size == 3
+    assert forget.forget_ids.tolist() == np.flatnonzero(np.isin(dataset.patients, drawn)).tolist()
+    again = select_forget(dataset, ForgetConfig(mode="patients", count=3), seed=1)
+    assert np.array_equal(again.forget_ids, forget.forget_ids)
+
+
+def test_patients_needs_a_mapping_and_a_count() -> None:
+    with pytest.raises(ForgetError, match=r"set `data\.patients`"):
+        select_forget(_dataset(MULTI), ForgetConfig(mode="patients", count=2))
+    with pytest.raises(ConfigError, match="forget mode 'patients' needs count"):
+        ForgetConfig(mode="patients")
+    with pytest.raises(ConfigError, match=r"forget\.count is for the modes"):
+        ForgetConfig(mode="balanced", count=3)
+    assert ForgetConfig(mode="patients", count=10).display_name == "patients-10"
+    assert ForgetConfig(mode="random", count=1).display_name == "random-1img"
+
+
+def test_synthetic_patients_have_one_to_five_images_and_are_seeded() -> None:
+    from medunlearn.data.patients import synthetic_patients
+
+    patients = synthetic_patients(1000, seed=4)
+    sizes = np.bincount(patients)
+    assert sizes.min() >= 1 and sizes.max() <= 5 and set(sizes[:-1].tolist()) == {1, 2, 3, 4, 5}
+    assert np.array_equal(patients, synthetic_patients(1000, seed=4))
+    assert not np.array_equal(patients, synthetic_patients(1000, seed=5))
+    assert patients.size == 1000 and patients.min() == 0

@@ -153,7 +153,14 @@ def train(
         resolved = _config(config, set_, data_root, cache)
         with RichProgress(errors) as progress:
             path, meta = export_original(resolved, out, seed, progress)
-    console.print(f"model: {path} (best epoch {meta['best_epoch']}, val {meta['best_val']:.2f})")
+    train_config = resolved.train
+    if train_config.sharded:
+        shape = f"{train_config.shards} shards x {train_config.slices} slices"
+        console.print(f"model: {path} ({shape}; their slice checkpoints beside it)")
+    else:
+        console.print(
+            f"model: {path} (best epoch {meta['best_epoch']}, val {meta['best_val']:.2f})"
+        )
 
 
 @app.command()

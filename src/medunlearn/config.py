@@ -91,14 +91,18 @@ AugMode = Literal[
 ]
 Schedule = Literal["cosine", "multistep", "constant"]
 Architecture = Literal["resnet18", "resnet18-small", "cnn"]
-ForgetMode = Literal["random", "balanced", "skewed", "class", "ids", "easy", "hard"]
+ForgetMode = Literal["random", "balanced", "skewed", "class", "ids", "easy", "hard", "patients"]
 # the forget modes drawn by the original model's per-sample difficulty (its mean training loss)
 DIFFICULTY_MODES = ("easy", "hard")
 DEFAULT_POOL = 0.1
+# the forget modes that may draw a `count` of images or patients instead of a fraction
+COUNTED_MODES = ("random", "patients")
 Executor = Literal["sequential", "ray"]
 InferencePath = Literal["auto", "eager", "folded", "onednn"]
 Sampler = Literal["tpe", "grid"]
 Objective = Literal["ag", "risk_2"]
+Aggregate = Literal["mean", "vote"]
+Patients = Literal["synthetic"]
 
 
 @functools.cache
@@ -141,7 +145,12 @@ class Checked:
 
 @dataclass
 class DataConfig(Checked):
-    """Which dataset to load, at which size, and where from."""
+    """Which dataset to load, at which size, and where from.
+
+    `patients` gives each training image its patient: `synthetic` draws a seeded mapping of 1
+    to 5 images per patient (MedMNIST has no patient ids), which sharded training keeps
+    together (one patient's images in one shard and slice) and forget mode `patients` draws
+    from; None: each image is its own patient."""
 
     dataset: str = "bloodmnist"
     size: int = constrained(28, AT_LEAST_ONE)
@@ -149,6 +158,7 @@ class DataConfig(Checked):
     root: str | None = None
     binary: bool = False
     positive: list[int] | None = None
+    patients: Patients | None = None
 
 
 @dataclass
@@ -179,18 +189,43 @@ class Recipe(Checked):
 @dataclass
 class TrainConfig(Recipe):
     """The recipe of the original model and of Retrain (at least one epoch: a model is kept
-    by its validation score)."""
+    by its validation score).
+
+    `shards` S and `slices` R train the model as SISA does (Bourtoule et al. 2021): S models on
+    disjoint shards of the training split, each over R slices with a checkpoint after each,
+    answering together as their `aggregate` (the mean of their softmax, or their majority
+    vote); an exact deletion then retrains only the shards that held a forgotten image, from
+    the slice that held it (method `sisa`). S = R = 1 is the usual single model."""
 
     epochs: int = constrained(200, AT_LEAST_ONE)
     lr: float = constrained(0.1, POSITIVE)
     schedule: Schedule = "cosine"
     augment: AugMode = "crop-flip"
+    shards: int = constrained(1, AT_LEAST_ONE)
+    slices: int = constrained(1, AT_LEAST_ONE)
+    aggregate: Aggregate = "mean"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.slices > self.epochs:
+            raise ConfigError(
+                f"train.slices ({self.slices}) must not exceed train.epochs ({self.epochs}): "
+                "slice r trains about epochs / r epochs, so the last one needs epochs >= slices"
+            )
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the model is trained as shards and slices (SISA) rather than whole."""
+        return self.shards > 1 or self.slices > 1
 
 
 @dataclass
 class ForgetConfig(Checked):
     """Which training samples to forget: random, balanced, skewed, whole classes, explicit ids,
-    or the easiest / hardest samples.
+    the easiest / hardest samples, or whole patients.
+
+    `count` draws that many images (mode `random`) or patients (mode `patients`, from the
+    data's patient mapping, `data.patients`) instead of a `fraction` of the training set.
 
     `easy` and `hard` draw `fraction` of the training set at random from its `pool` share of
     lowest / highest difficulty (the original model's mean training loss per sample), so
@@ -199,6 +234,7 @@ class ForgetConfig(Checked):
 
     mode: ForgetMode = "random"
     fraction: float = constrained(0.1, Interval(0, 1, "neither"))
+    count: int | None = constrained(None, AT_LEAST_ONE)
     classes: list[int] = field(default_factory=list)
     ids_file: str | None = None
     positive_share: float | None = constrained(None, UNIT)
@@ -207,6 +243,13 @@ class ForgetConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.mode == "patients" and self.count is None:
+            raise ConfigError("forget mode 'patients' needs count: how many patients to forget")
+        if self.count is not None and self.mode not in COUNTED_MODES:
+            raise ConfigError(
+                f"forget.count is for the modes {list(COUNTED_MODES)}; mode '{self.mode}' "
+                "takes a fraction"
+            )
         if self.uses_difficulty and self.fraction > self.pool:
             raise ConfigError(
                 f"fraction ({self.fraction:g}) must not exceed pool ({self.pool:g}) in mode "
@@ -229,6 +272,8 @@ class ForgetConfig(Checked):
             return "class-" + "-".join(str(c) for c in self.classes)
         if self.mode == "ids":
             return "ids-" + Path(self.ids_file or "").stem
+        if self.mode == "patients" or (self.mode == "random" and self.count):
+            return f"{self.mode}-{self.count}" + ("img" if self.mode == "random" else "")
         pct = f"{self.fraction * 100:g}pct"
         if self.mode == "skewed":
             return f"skewed-{pct}-pos{(self.positive_share or 0) * 100:g}"

@@ -68,12 +68,13 @@ def _ordered(landed: dict[int, list[dict]]) -> list[dict]:
 def export_original(
     config: ExperimentConfig, out: str | Path, seed: int = 0, progress: Progress | None = None
 ) -> tuple[Path, dict]:
-    """Train (or reuse) the original model of a config and copy it to `out/model.safetensors`."""
+    """Train (or reuse) the original model of a config and copy it to `out/model.safetensors`
+    (a sharded one with its slice checkpoints beside it, in `out/model.slices/`)."""
     out = Path(out)
     session = open_session(config, progress)
     original = train_original(config, session.dataset, session.engine, session.store, seed)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(config))
     path = out / "model.safetensors"
-    original.save(path)
+    original.save(path, beside=True)
     return path, original.meta

@@ -1,5 +1,5 @@
 """Forget-set selection (random, balanced, skewed, class, explicit ids, easiest or hardest
-samples) and its saved form."""
+samples, whole patients) and its saved form."""
 
 from __future__ import annotations
 
@@ -147,8 +147,25 @@ def _count(fraction: float, n: int) -> int:
 
 
 def _random(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random fraction of the training set."""
-    return rng.choice(labels.size, _count(config.fraction, labels.size), replace=False)
+    """A uniformly random fraction (or `count`) of the training set."""
+    count = config.count or _count(config.fraction, labels.size)
+    if count >= labels.size:
+        raise ForgetError(f"cannot forget {count} of the {labels.size} training images")
+    return rng.choice(labels.size, count, replace=False)
+
+
+def _patients(config: ForgetConfig, patients: np.ndarray | None, rng) -> np.ndarray:
+    """Every training image of `count` patients drawn uniformly at random from the mapping."""
+    if patients is None:
+        raise ForgetError(
+            "forget mode 'patients' needs the patient of each training image: set "
+            "`data.patients` (e.g. `synthetic`)"
+        )
+    known = np.unique(patients)
+    if config.count is None or config.count >= known.size:
+        raise ForgetError(f"cannot forget {config.count} of the {known.size} patients")
+    chosen = rng.choice(known, config.count, replace=False)
+    return np.flatnonzero(np.isin(patients, chosen))
 
 
 def _balanced(labels: np.ndarray, config: ForgetConfig, rng: np.random.Generator) -> np.ndarray:
@@ -226,7 +243,8 @@ def select_forget(
 ) -> ForgetSet:
     """Draw the forget set a config describes from the training split (seeded, reproducible);
     the easy and hard modes rank the samples by `difficulty`, one value per training sample
-    (the original model's mean training loss), and need it."""
+    (the original model's mean training loss), and need it; the patients mode draws from the
+    dataset's patient mapping."""
     labels = dataset.train.labels.numpy()
     rng = np.random.default_rng(seed)
     if config.mode == "ids":
@@ -241,6 +259,8 @@ def select_forget(
         ids = _skewed(labels, config, rng, dataset.positive_class)
     elif config.mode == "balanced":
         ids = _balanced(labels, config, rng)
+    elif config.mode == "patients":
+        ids = _patients(config, dataset.patients, rng)
     else:
         ids = _random(labels, config, rng)
     return ForgetSet(

@@ -98,6 +98,15 @@ def load_data_file(path: Path) -> dict:
     return data
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes: what an audit trail and a sharded checkpoint record of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def state_fingerprint(model: torch.nn.Module) -> str:
     """A content hash of a model's weights and buffers: names a model in cache keys."""
     digest = hashlib.sha256()

@@ -18,6 +18,8 @@ SPECS = [
 ]
 SEEDS = (0, 1)
 METHODS = {"original": "original", "retrain": "retrain", "ft": "method", "salun": "method"}
+# the rich study has an exact deletion too (SISA's rows record what it retrained)
+RICH_METHODS = {**METHODS, "sisa": "method"}
 N_CLASSES = 3
 FPR = [0.0, 0.001, 0.01, 0.1, 0.5, 1.0]
 EDGES = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -42,9 +44,9 @@ def histogram(shift: int) -> dict[str, list]:
 def rich_row(aug: str, forget: str, seed: int, method: str, level: float) -> dict:
     """One row with every kind of column an analysis reads: core and clinical metrics, attacks
     with their curves and histograms, per-class accuracies."""
-    i = list(METHODS).index(method)
+    i = list(RICH_METHODS).index(method)
     value = level + i + seed
-    row = {"method": method, "role": METHODS[method], "aug": aug, "forget": forget,
+    row = {"method": method, "role": RICH_METHODS[method], "aug": aug, "forget": forget,
            "seed": seed, "ua": value, "ra": 99.0 - i, "ta": 90.0 - value / 10, "mia": value,
            "ag": 0.0 if method == "retrain" else value / 4, "rte_min": 1.0 + i,
            "ubac": value, "rbac": 98.0, "tbac": 88.0, "fnr": value, "risk_1": value / 100,
@@ -54,7 +56,17 @@ def rich_row(aug: str, forget: str, seed: int, method: str, level: float) -> dic
     row["histograms"] = {"pop_phi": histogram(i), "lira": histogram(seed)}
     row |= {f"ua_c{c}": value * c for c in range(N_CLASSES)}
     row |= {f"ta_c{c}": 90.0 - value - c for c in range(N_CLASSES)}
+    if method == "sisa":
+        row |= deletion_columns(shards=2, share=0.1 * (1 + seed))
     return row
+
+
+def deletion_columns(shards: int, share: float) -> dict:
+    """What an exact deletion's row records: its shards and slices, what it retrained and what
+    a random request of its size is expected to."""
+    return {"shards": shards, "slices": 4, "shards_retrained": 1, "slices_retrained": 3,
+            "shards_expected": 1.0, "retrain_share": share, "retrain_share_expected": share,
+            "exact": True}  # fmt: skip
 
 
 def tuning_summary(method: str, rte: float, tune_min: float) -> dict:
@@ -106,7 +118,7 @@ def rich_study() -> Study:
         for a, aug in enumerate(MODES)
         for s, spec in enumerate(SPECS)
         for seed in SEEDS
-        for method in METHODS
+        for method in RICH_METHODS
     ]
     rows += sequential_study_rows()
     tunings = [tuning_summary("salun", 2.0, 30.0), tuning_summary("rl", 1.0, 12.0)]

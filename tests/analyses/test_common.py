@@ -25,7 +25,7 @@ def analysis(request: pytest.FixtureRequest) -> Analysis:
 
 def test_the_built_in_analyses_are_registered_in_report_order() -> None:
     assert ANALYSES == ["sequential", "core", "clinical", "privacy", "augmentation", "difficulty",
-                        "forget_size", "subgroups", "tuning_overhead"]  # fmt: skip
+                        "forget_size", "subgroups", "tuning_overhead", "sharding"]  # fmt: skip
 
 
 def test_it_applies_to_the_rich_study(analysis: Analysis, rich_study: Study) -> None:

@@ -8,11 +8,10 @@ from medunlearn.checkpoints import load_model
 from medunlearn.config import ForgetConfig, MethodConfig, UserError
 from medunlearn.data.medmnist import load_medmnist
 from medunlearn.deletion.gate import Check, GateResult
-from medunlearn.deletion.ledger import file_sha256
 from medunlearn.deletion.oneoff import audit_markdown, config_from_checkpoint, serve_deletion
 from medunlearn.experiment import export_original
 from medunlearn.forget import ForgetError, select_forget
-from medunlearn.store import CheckpointError, load_checkpoint
+from medunlearn.store import CheckpointError, file_sha256, load_checkpoint
 
 
 @pytest.fixture
@@ -169,3 +168,29 @@ def test_the_audit_reports_every_attack_that_ran_and_the_banks_when_there_is_one
                            tmp_path / "plain", runtime=runtime)  # fmt: skip
     assert "LiRA" not in plain.report.read_text() and "phi" not in plain.report.read_text()
     assert "forgotten vs unseen test images" in plain.report.read_text()
+
+
+def test_a_sharded_deployment_serves_sisa_requests_one_after_another(
+    make_config, tmp_path, runtime, blood, sharded_model, same_state
+):
+    """A sharded checkpoint (its slice checkpoints beside it) serves an exact deletion: the
+    output's slices are beside the output, its layout marks the ids removed, and a second
+    request from it removes both, as a model trained without them all."""
+    from medunlearn.sharding import ShardedModel, verify_slices
+    from medunlearn.store import Store
+
+    config = make_config(epochs=2, shards=2, slices=2)
+    path, _ = export_original(config, tmp_path / "model")
+    first = serve_deletion(path, _ids(tmp_path, [3, 40]), MethodConfig("sisa"),
+                           tmp_path / "first", runtime=runtime)  # fmt: skip
+    once = load_model(first.checkpoint, config.model, blood).model
+    assert isinstance(once, ShardedModel) and once.layout.removed[[3, 40]].all()
+    verify_slices(once.sharding)
+    assert {c.path.parent for shard in once.sharding.checkpoints for c in shard} == {
+        tmp_path / "first" / "unlearned.slices"
+    }
+    second = serve_deletion(first.checkpoint, _ids(tmp_path, [7], "more.txt"),
+                            MethodConfig("sisa"), tmp_path / "second", runtime=runtime)  # fmt: skip
+    twice = load_model(second.checkpoint, config.model, blood).model
+    scratch = sharded_model(blood, Store(tmp_path / "scratch"), config.train, removed=[3, 40, 7])
+    assert same_state(twice, scratch)

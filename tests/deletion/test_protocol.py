@@ -10,9 +10,10 @@ import yaml
 
 from medunlearn.config import UserError
 from medunlearn.deletion.deployment import PROTOCOLS, Deployment
-from medunlearn.deletion.ledger import Ledger, file_sha256
+from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.protocol import simulated_requests, validate_protocol
 from medunlearn.deletion.service import delete
+from medunlearn.store import file_sha256
 
 QUICK = {"epochs": 1, "batch_size": 16}
 

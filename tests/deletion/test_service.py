@@ -18,11 +18,11 @@ import yaml
 
 from medunlearn.config import ProtocolConfig, RuntimeConfig, UserError, to_dict
 from medunlearn.deletion.deployment import Deployment, DeploymentError
-from medunlearn.deletion.ledger import Ledger, file_sha256
+from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.protocol import validate_protocol
 from medunlearn.deletion.service import delete, deploy
 from medunlearn.experiment import export_original
-from medunlearn.store import Store
+from medunlearn.store import Store, file_sha256
 
 LOOSE = ProtocolConfig(requests=2, size=6, bank=3, repeats=3, attack_gap=1.0, ulira=1.0, ain=0.0)
 QUICK = {"epochs": 1, "batch_size": 16}

@@ -8,19 +8,22 @@ import dataclasses
 import pytest
 import torch
 
-from medunlearn.config import ForgetConfig, MethodConfig, ModelConfig, TrainConfig
+from medunlearn.config import ForgetConfig, MethodConfig, ModelConfig, TrainConfig, UserError
 from medunlearn.data.dataset import Dataset
 from medunlearn.data.medmnist import load_medmnist
 from medunlearn.forget import select_forget
 from medunlearn.methods import METHODS, UnlearnData, unlearn
-from medunlearn.methods.registry import method_params
+from medunlearn.methods.registry import method_params, original_recipe
 from medunlearn.models import build_model
 from medunlearn.training import train_model
 
 # the shortest run of each method that still does all of its work
-QUICK = {"scrub": {"msteps": 1}}
-# methods whose result does not depend on the seed (no shuffling, no random draw)
-DETERMINISTIC = {"ssd"}
+QUICK = {"scrub": {"msteps": 1}, "sisa": {"shards": 2}}
+# methods whose result does not depend on the seed (no shuffling, no random draw; SISA repeats
+# the training of the model it is given, with that model's seeds)
+DETERMINISTIC = {"ssd", "sisa"}
+# the methods that unlearn from a model of a recipe of their own (SISA: shards and slices)
+OWN_RECIPE = sorted(name for name, method in METHODS.items() if method.recipe is not None)
 
 
 # Retrain is the original recipe on the retain set, its epoch chosen on validation like the
@@ -68,13 +71,19 @@ def _binary_task(write_npz, engine) -> tuple[Dataset, torch.nn.Module]:
 
 
 @pytest.fixture
-def task(name, blood, original, write_npz, engine) -> tuple[UnlearnData, torch.nn.Module]:
+def task(
+    name, blood, original, write_npz, engine, context, sharded_model
+) -> tuple[UnlearnData, torch.nn.Module]:
     """The method's kind of task (binary with a positive class for binary-only methods) with a
     quarter of its training set to forget, its validation and test splits sealed, and the
-    trained model to unlearn from."""
+    trained model to unlearn from: of the method's own recipe where it has one (SISA's model
+    trained in shards and slices), else the one original."""
     dataset, model = blood, original
     if METHODS[name].binary_only:
         dataset, model = _binary_task(write_npz, engine)
+    own = original_recipe(context.train, MethodConfig(name, quick_params(name)))
+    if own != context.train:
+        model = sharded_model(dataset, context.store, own)
     forget_set = select_forget(dataset, ForgetConfig(mode="random", fraction=0.25), seed=0)
     splits = ("test",) if name in READS_VALIDATION else ("val", "test")
     return UnlearnData(sealed(dataset, splits), forget_set), model
@@ -125,6 +134,17 @@ def test_every_method_gives_one_result_per_seed(name, task, context):
     context.seed = 1
     if name not in DETERMINISTIC:
         assert not _same(first, _state(_unlearn(name, data, model, context, 4).model))
+
+
+@pytest.mark.parametrize("name", OWN_RECIPE)
+def test_a_method_of_its_own_recipe_refuses_the_one_original_in_one_line(
+    name, original, unlearn_data, context
+):
+    """The common original is trained whole: a method that needs its own (SISA: in shards and
+    slices) refuses it with one line saying what to do, rather than unlearning it wrongly."""
+    with pytest.raises(UserError) as error:
+        _unlearn(name, unlearn_data, original, context)
+    assert "\n" not in str(error.value) and str(error.value)
 
 
 def test_the_sealed_dataset_really_refuses_its_held_out_splits(blood):

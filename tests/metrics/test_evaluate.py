@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from medunlearn.forget import ForgetSet
 from medunlearn.metrics.attacks.rmia import A_GRID, tuned_a
 from medunlearn.metrics.attacks.roc import CURVE_FPR
 from medunlearn.metrics.evaluate import Request, evaluate, evaluate_logits, finish
@@ -60,6 +61,16 @@ def test_intervals_are_those_of_the_bootstrap_with_the_rows_attack_seed(world_fa
     )
     assert "pop_phi_auc_low" not in evidence_columns(world, Request(seed=5))
     assert "pop_loss_auc_low" not in asked  # only the checked attacks get intervals
+
+
+def test_one_forgotten_image_has_an_auc_but_no_interval(world_factory):
+    """A single deletion request forgets one image: the AUC is defined, its bootstrap interval
+    is not, and the reference rows record none rather than stopping the study."""
+    world = world_factory(separated=True)
+    one = ForgetSet(np.array([0]), len(world.dataset.train), "phi", world.dataset.fingerprint)
+    columns = evaluate_logits(world.logits, world.dataset, one, Request(intervals=True)).columns
+    assert columns["pop_phi_auc"] is not None
+    assert columns["pop_phi_auc_low"] is None and columns["pop_phi_auc_high"] is None
 
 
 def evidence_columns(world, request: Request) -> dict:

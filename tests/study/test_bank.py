@@ -14,7 +14,7 @@ from medunlearn.data import load_dataset
 from medunlearn.experiment import run
 from medunlearn.forget import load_forget_set
 from medunlearn.seeds import Seeds
-from medunlearn.store import Store, cache_root
+from medunlearn.store import Store, cache_root, load_checkpoint
 from medunlearn.study.pipeline import retrain_key
 
 # the bank attacks' columns: offline LiRA's and offline RMIA's AUC and TPRs
@@ -204,3 +204,18 @@ def test_a_diverged_repeat_is_reported_and_left_out_not_raised(make_config, tmp_
         "Repeated runs diverged (NaN outputs) for ft (seed 0: 1)"
         in (tmp_path / "out" / "report.md").read_text()
     )
+
+
+def test_sisas_repeats_start_from_shadow_originals_trained_in_its_shards(make_config, tmp_path):
+    """A method of its own recipe (sisa's shards) gets shadow originals of that recipe: each
+    repeat deletes exactly from a sharded model, rather than being handed one trained whole."""
+    methods = [MethodConfig("sisa", {"shards": 2}, label="sisa S=2")]
+    config = make_config(methods, epochs=2)
+    config = _with_evaluation(config, bank=3, repeats=3, shadow_originals=True)
+    rows = {r["method"]: r for r in run(config, tmp_path / "out")}
+    assert rows["sisa S=2"]["repeats_diverged"] == 0
+    assert 0.0 <= rows["sisa S=2"]["ulira_acc"] <= 1.0
+    shapes = [
+        load_checkpoint(path)[1]["train"]["shards"] for path in _originals(tmp_path / "cache")
+    ]
+    assert sorted(shapes) == [1, 1, 1, 1, 2, 2, 2, 2]  # the study's and sisa's, each 1 + 3

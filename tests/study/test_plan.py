@@ -56,3 +56,30 @@ def test_a_given_rmia_a_needs_no_job_and_shadow_originals_are_jobs(make_config):
     shadows = [f"shadow original {i} s0" for i in (1, 2, 3)]
     assert all(jobs[name].kind == "shadow" for name in shadows)
     assert jobs["random-25pct s0 ft repeat 2"].needs == ("original s0", shadows[1])
+
+
+def test_each_shard_is_a_job_and_the_original_of_a_sharded_recipe_aggregates_them(make_config):
+    """A sharded study's original needs a job per shard (Ray spreads them); a method with a
+    recipe of its own (sisa's shards) gets its own shard jobs and original, once however many
+    rows need it, and its rows need that original besides the study's."""
+    methods = [MethodConfig("sisa", {"shards": 3}, label="sisa S=3"),
+               MethodConfig("ft", {"epochs": 1})]  # fmt: skip
+    config = make_config(methods, epochs=2, shards=2, slices=2)
+    config = replace(config, forget=[*config.forget, replace(config.forget[0], fraction=0.5)])
+    jobs = _jobs(config)
+    own = [f"shard {k}/2 s0" for k in (1, 2)]
+    assert all(jobs[name].kind == "shard" and jobs[name].needs == () for name in own)
+    assert jobs["original s0"].needs == tuple(own)
+    theirs = [f"shard {k}/3 (3 shards x 2 slices) s0" for k in (1, 2, 3)]
+    assert jobs["original (3 shards x 2 slices) s0"].needs == tuple(theirs)
+    assert [j.kind for j in jobs.values()].count("shard") == 5
+    for where in ("random-25pct s0", "random-50pct s0"):
+        assert jobs[f"{where} sisa S=3"].needs == (
+            "original s0",
+            "original (3 shards x 2 slices) s0",
+        )
+        assert jobs[f"{where} ft"].needs == ("original s0",)
+
+
+def test_a_study_trained_whole_has_no_shard_job(make_config):
+    assert "shard" not in [job.kind for job in plan(make_config(), Path("out"))]

@@ -58,6 +58,8 @@ def mean_entry(members: Sequence[dict]) -> dict:
     entry: dict = {key: first.get(key) for key in IDENTITY if key != "seed"}
     entry["role"] = row_role(first)
     entry["n_seeds"] = len(members)
+    if first.get("exact"):
+        entry["exact"] = True
     for key in first:
         values = numbers(members, key)
         if key in IDENTITY or not values:
@@ -125,14 +127,16 @@ def reference_entry(entries: Sequence[dict], role: str = RETRAIN) -> dict | None
 
 
 def no_better_than_nothing(entries: Sequence[dict]) -> list[dict]:
-    """The methods whose mean AG is not below the original model's own (doing nothing)."""
+    """The methods whose mean AG is not below the original model's own (doing nothing); an
+    exact deletion (SISA) is not one: its distance to Retrain is its training's, not
+    forgetting left undone."""
     original = reference_entry(entries, ORIGINAL)
     if original is None or original.get("ag") is None:
         return []
     return [
         e for e in entries
         if e["role"] not in (ORIGINAL, RETRAIN) and e.get("ag") is not None
-        and e["ag"] >= original["ag"]
+        and e["ag"] >= original["ag"] and not e.get("exact")
     ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from medunlearn.analyses import (
     forget_size,
     privacy,
     sequential,
+    sharding,
     subgroups,
     tuning_overhead,
 )
@@ -23,4 +24,5 @@ MODULES = (
     forget_size,
     subgroups,
     tuning_overhead,
+    sharding,
 )

@@ -30,14 +30,15 @@ def core_columns() -> list[Column]:
 
 def method_cells(entries: list[dict], columns: list[Column]) -> list[list[str]]:
     """One line per method of a scenario, a method no closer to Retrain than the original
-    model marked with a dagger."""
+    model marked with a dagger, an exact deletion with a double dagger."""
     reference = reference_entry(entries)
     flagged = {e["method"] for e in no_better_than_nothing(entries)}
-    return [
-        [e["method"] + (" †" if e["method"] in flagged else ""),
-         *(cell(e, reference, c) for c in columns)]
-        for e in entries
-    ]  # fmt: skip
+
+    def name(entry: dict) -> str:
+        mark = " †" if entry["method"] in flagged else " ‡" if entry.get("exact") else ""
+        return entry["method"] + mark
+
+    return [[name(e), *(cell(e, reference, c) for c in columns)] for e in entries]
 
 
 def _interval(values: list[float], digits: int = 2) -> str:
@@ -92,7 +93,10 @@ class Core(Analysis):
         "minutes (for `original`, its training time). Over-seeds tables: AG's 95% t interval, "
         "and each metric's paired difference to Retrain over the same seeds with its interval; "
         "'≈' marks a difference within noise. † marks a method no closer to Retrain than the "
-        "untouched original."
+        "untouched original. ‡ marks an exact deletion (SISA): the model trained from the start "
+        "without the forget set, in shards, is its result (its own Retrain, AG 0 to it by "
+        "construction); its gaps to the study's Retrain are those of its training (its shards, "
+        "its seed), not forgetting left undone."
     )
 
     def applies(self, study: Study) -> bool:

@@ -34,6 +34,10 @@ def load_dataset(
         from medunlearn.data.binary import positive_classes_for, to_binary
 
         dataset = to_binary(dataset, positive_classes_for(config.dataset, config.positive))
+    if config.patients == "synthetic":
+        from medunlearn.data.patients import synthetic_patients
+
+        dataset.patients = synthetic_patients(len(dataset.train))
     return dataset
 
 

@@ -30,7 +30,8 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A classification dataset with its official train / val / test splits."""
+    """A classification dataset with its official train / val / test splits, and where a
+    mapping is given (`data.patients`) the patient of each training image."""
 
     name: str
     size: int
@@ -42,6 +43,7 @@ class Dataset:
     test: Split
     task: str = "multi-class"
     positive_class: int | None = None
+    patients: np.ndarray | None = None
 
     @cached_property
     def fingerprint(self) -> str:

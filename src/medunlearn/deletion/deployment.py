@@ -18,10 +18,16 @@ from torch import nn
 
 from medunlearn.checkpoints import TrainedModel, load_model
 from medunlearn.config import ExperimentConfig, RuntimeConfig, UserError, dump_config, load_config
-from medunlearn.deletion.ledger import Ledger, file_sha256
+from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.requests import digest
 from medunlearn.progress import Progress
-from medunlearn.store import atomic_write, atomic_write_json, atomic_write_text, save_checkpoint
+from medunlearn.store import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    save_checkpoint,
+)
 from medunlearn.study.setup import Session, open_session
 
 CONFIG, LEDGER = "config.yaml", "ledger.jsonl"

@@ -38,15 +38,6 @@ def record_hash(record: dict) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def versions() -> dict[str, str]:
     """The versions of medunlearn and torch, for the records."""
     try:

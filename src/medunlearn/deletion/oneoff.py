@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from medunlearn.analyses.tables import fmt
-from medunlearn.checkpoints import TrainedModel, load_model
+from medunlearn.checkpoints import TrainedModel, load_model, save_model
 from medunlearn.config import (
     ConfigError,
     DataConfig,
@@ -26,7 +26,7 @@ from medunlearn.config import (
 )
 from medunlearn.deletion.audit import verdict
 from medunlearn.deletion.gate import GateResult, judge
-from medunlearn.deletion.ledger import file_sha256, versions
+from medunlearn.deletion.ledger import versions
 from medunlearn.forget import ForgetSet, load_forget_set
 from medunlearn.methods import Context, UnlearnData, unlearn
 from medunlearn.metrics.evaluate import Request, evaluate, is_binary
@@ -36,8 +36,8 @@ from medunlearn.seeds import Seeds
 from medunlearn.store import (
     atomic_write_json,
     atomic_write_text,
+    file_sha256,
     load_checkpoint,
-    save_checkpoint,
 )
 from medunlearn.study.rows import ForgetRun
 from medunlearn.study.setup import Session, open_session
@@ -233,7 +233,7 @@ def serve_deletion(
                  dataset.test.labels.numpy(), config.deletion.gate, is_binary(dataset), seed)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     output = out / "unlearned.safetensors"
-    save_checkpoint(output, result.model, {**original.meta, "unlearned": method.name})
+    save_model(output, result.model, {**original.meta, "unlearned": method.name}, beside=True)
     forget_set.save(out / "forget_set.json")
     request = {
         "dataset": dataset.name, "n_forget": len(forget_set.forget_ids),

@@ -17,7 +17,6 @@ import numpy as np
 from medunlearn.config import EvaluationConfig, MethodConfig, RuntimeConfig, UserError
 from medunlearn.deletion.deployment import PROTOCOLS, Deployment
 from medunlearn.deletion.evidence import criteria_dicts, derive_criteria, forget_gap
-from medunlearn.deletion.ledger import file_sha256
 from medunlearn.deletion.requests import read_patient_map
 from medunlearn.deletion.service import now
 from medunlearn.forget import ForgetSet
@@ -27,7 +26,7 @@ from medunlearn.metrics.gap import add_gaps
 from medunlearn.progress import Progress
 from medunlearn.roles import METHOD, RETRAIN, RETRAIN_METHOD, row_role, study_methods
 from medunlearn.seeds import Seeds, derived_seed
-from medunlearn.store import atomic_write_text
+from medunlearn.store import atomic_write_text, file_sha256
 from medunlearn.study.rows import ForgetRun, finish_rows
 
 

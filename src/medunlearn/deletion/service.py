@@ -35,7 +35,7 @@ from medunlearn.deletion.deployment import (
 )
 from medunlearn.deletion.evidence import measure, within
 from medunlearn.deletion.gate import GateResult, judge
-from medunlearn.deletion.ledger import file_sha256, versions
+from medunlearn.deletion.ledger import versions
 from medunlearn.deletion.oneoff import check_fingerprint, config_from_checkpoint
 from medunlearn.deletion.requests import (
     Closure,
@@ -54,7 +54,7 @@ from medunlearn.metrics.evaluate import is_binary
 from medunlearn.progress import Progress
 from medunlearn.roles import RETRAIN, RETRAIN_METHOD
 from medunlearn.seeds import derived_seed
-from medunlearn.store import atomic_write_json, cache_key
+from medunlearn.store import atomic_write_json, cache_key, file_sha256
 from medunlearn.study.pipeline import run_method
 from medunlearn.study.setup import open_session
 

@@ -17,8 +17,9 @@ from medunlearn.deletion.deployment import (
     PROTOCOLS,
     DeploymentError,
 )
-from medunlearn.deletion.ledger import Ledger, file_sha256
+from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.requests import digest
+from medunlearn.store import file_sha256
 
 
 @dataclass

@@ -25,6 +25,7 @@ from medunlearn.methods import (  # noqa: F401
     salun_cra,
     scrub,
     sfr_on,
+    sisa,
     ssd,
     unsir,
 )

@@ -9,18 +9,25 @@ from typing import Any
 
 from torch import nn
 
-from medunlearn.config import ConfigError, from_dict
+from medunlearn.config import ConfigError, MethodConfig, TrainConfig, from_dict
 from medunlearn.data import Dataset
 from medunlearn.methods.base import Context, MethodParams, UnlearnData
 
 MethodFn = Callable[[nn.Module, UnlearnData, Any, Context], nn.Module]
+# the training recipe of the model a method unlearns from, given the study's and its params
+RecipeFn = Callable[[TrainConfig, Any], TrainConfig]
 
 
 @dataclass(frozen=True)
 class Method:
     """A registered unlearning method. `epochs` names its param counting the epochs it reports
     to `Context.on_epoch` (once after each; None: it trains no epochs, e.g. SSD); where that
-    param is None the training recipe's epochs apply (Retrain)."""
+    param is None the training recipe's epochs apply (Retrain). `recipe` gives the training
+    recipe of the model it unlearns from, where that is not the study's own (SISA, which needs
+    a model trained in shards and slices, refuses in it a recipe that has none). An `exact`
+    method's result is the model trained from the start without the forget set (SISA: its own
+    Retrain, proven by a test), so its distance to the study's Retrain is not forgetting left
+    undone."""
 
     name: str
     params: type[MethodParams]
@@ -28,6 +35,8 @@ class Method:
     summary: str
     binary_only: bool = False
     epochs: str | None = "epochs"
+    recipe: RecipeFn | None = None
+    exact: bool = False
 
     def __post_init__(self) -> None:
         fields = {f.name for f in dataclasses.fields(self.params)}
@@ -54,11 +63,13 @@ def register(
     summary: str,
     binary_only: bool = False,
     epochs: str | None = "epochs",
+    recipe: RecipeFn | None = None,
+    exact: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Add a method under `name`; its function takes (model, data, params, context)."""
 
     def add(run: MethodFn) -> MethodFn:
-        METHODS[name] = Method(name, params, run, summary, binary_only, epochs)
+        METHODS[name] = Method(name, params, run, summary, binary_only, epochs, recipe, exact)
         return run
 
     return add
@@ -74,3 +85,13 @@ def get_method(name: str) -> Method:
 def method_params(name: str, values: dict) -> MethodParams:
     """Validated hyper-parameters of a method (defaults of the reference where not given)."""
     return from_dict(get_method(name).params, values, f"methods.{name}.params")
+
+
+def original_recipe(train: TrainConfig, method: MethodConfig) -> TrainConfig:
+    """The training recipe of the original model `method` unlearns from in a study whose recipe
+    is `train`: the study's own, unless the method asks for another (SISA's shards and slices);
+    an error where it asks for one it cannot have."""
+    spec = METHODS.get(method.name)
+    if spec is None or spec.recipe is None:
+        return train
+    return spec.recipe(train, method_params(method.name, method.params))

@@ -97,8 +97,11 @@ def record(metric: Metric, output_columns: Mapping, members, nonmembers, evaluat
             evaluation.curves[metric.name] = curve(summary)
             evaluation.histograms[metric.name] = histogram(members, nonmembers)
         if metric.checked and intervals:
-            interval = auc_interval(members, nonmembers, seed=seed)
-            bounds = (interval.ci_low, interval.ci_high)
+            # one forgotten image (a single deletion request) has an AUC but no interval
+            bounds = (None, None)
+            if min(len(members), len(nonmembers)) >= 2:
+                interval = auc_interval(members, nonmembers, seed=seed)
+                bounds = (interval.ci_low, interval.ci_high)
             columns.update(
                 {f"{metric.name}_{s}": v for s, v in zip(INTERVAL_SUFFIXES, bounds, strict=True)}
             )

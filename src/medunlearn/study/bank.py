@@ -20,6 +20,7 @@ from medunlearn.config import ExperimentConfig, MethodConfig
 from medunlearn.data import Dataset
 from medunlearn.engine import Engine
 from medunlearn.methods import Context, UnlearnData
+from medunlearn.methods.registry import original_recipe
 from medunlearn.metrics.evaluate import Request, evaluate
 from medunlearn.metrics.evidence import ModelScores, Repeats
 from medunlearn.metrics.scores import SampleScores
@@ -153,10 +154,12 @@ def repeated_run(
 ) -> BankModel:
     """Unlearning run `index` of the N = `evaluation.repeats` runs of a method behind the
     forgetting score and U-LiRA, with its own seed, from the original (the challenge's
-    protocol) or from its shadow original (cached)."""
+    protocol) or from its shadow original (cached; of the method's own recipe where it has one,
+    e.g. SISA's shards)."""
     if config.evaluation.shadow_originals:
         engine, store = context.engine, context.store
-        original = shadow_original(config, data.dataset, engine, store, seeds, index)
+        own = dataclasses.replace(config, train=original_recipe(config.train, method))
+        original = shadow_original(own, data.dataset, engine, store, seeds, index)
     seed = seeds.repeat(index)
     name = f"{method.display_name} repeat {index + 1}/{config.evaluation.repeats} s{seeds.seed}"
     model_context = dataclasses.replace(context, seed=seed, name=name)

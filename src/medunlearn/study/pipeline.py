@@ -1,5 +1,6 @@
-"""The cached steps of one unlearning pipeline: the original model, a method's run from it,
-and Retrain, each identified by the settings that change its weights."""
+"""The cached steps of one unlearning pipeline: the original model (a sharded one from its
+shards, each trained by a job of its own), a method's run from it, and Retrain, each
+identified by the settings that change its weights."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from medunlearn.methods.registry import method_params
 from medunlearn.models import build_model
 from medunlearn.roles import RETRAIN, role_of
 from medunlearn.seeds import Seeds
-from medunlearn.store import Store, save_checkpoint
+from medunlearn.sharding import ShardTrainer, shard_trainer, train_sharded
+from medunlearn.store import Store
 from medunlearn.training import train_model
 
 
@@ -44,6 +46,12 @@ def train_original(
             f"original model (seed {seed}): {path} has no per-sample difficulty (cached by an "
             "older medunlearn), which the easy / hard forget sets need: training it again"
         )
+    if config.train.sharded:
+        model, _ = train_sharded(original_shards(config, dataset, engine, store, seed))
+        meta = checkpoint_meta(config, dataset, seed, seconds=model.sharding.seconds)
+        trained = TrainedModel(model, meta)
+        trained.save(path)
+        return trained
     torch.manual_seed(seed)
     model = build_model(config.model, dataset.channels, dataset.n_classes)
     all_rows = torch.arange(len(dataset.train))
@@ -62,6 +70,21 @@ def train_original(
     return trained
 
 
+def original_shards(
+    config: ExperimentConfig, dataset: Dataset, engine: Engine, store: Store, seed: int
+) -> ShardTrainer:
+    """The trainer of a sharded original's shards (their slice checkpoints in the cache)."""
+    return shard_trainer(config.model, config.train, dataset, engine, store, seed)
+
+
+def train_shard(
+    config: ExperimentConfig, dataset: Dataset, engine: Engine, store: Store, seed: int, shard: int
+) -> None:
+    """One shard of a sharded original, every slice checkpointed in the cache: a job of its own,
+    so that an executor spreads the shards; the original's job then reads them back."""
+    original_shards(config, dataset, engine, store, seed).train_shard(shard)
+
+
 def run_method(
     method: MethodConfig, data: UnlearnData, original: TrainedModel, context: Context, key: str
 ) -> tuple[nn.Module, float]:
@@ -78,7 +101,7 @@ def run_method(
     resumable = resumable_context(context, method, key)
     result = unlearn(original.model, data, method, resumable)
     if cached is not None:
-        save_checkpoint(cached, result.model, {**original.meta, "seconds": result.seconds})
+        TrainedModel(result.model, {**original.meta, "seconds": result.seconds}).save(cached)
         note_influence(store, cached, data, method)
     for path in resumable.state_files():
         path.unlink(missing_ok=True)

@@ -19,12 +19,14 @@ from medunlearn.config import ExperimentConfig, ForgetConfig, MethodConfig
 from medunlearn.engine import Engine, usable_cores
 from medunlearn.forget import select_forget
 from medunlearn.methods import Context, UnlearnData
+from medunlearn.methods.registry import get_method, original_recipe
 from medunlearn.metrics.accuracy import accuracy
 from medunlearn.metrics.attacks.rmia import tuned_a
 from medunlearn.metrics.evaluate import Request, evaluate, finish
 from medunlearn.metrics.evidence import Reference, Relearning, reference
 from medunlearn.roles import METHOD, ORIGINAL, REFERENCES, RETRAIN, retrain_of, role_of
 from medunlearn.seeds import Seeds
+from medunlearn.sharding import DELETION_COLUMNS, ShardedModel, deletion_columns
 from medunlearn.store import atomic_write_json, cache_key, load_arrays, save_arrays
 from medunlearn.study.bank import (
     BankModel,
@@ -89,10 +91,22 @@ class ForgetRun:
         bank = self.bank()
         return reference([m.scores for m in bank], self.data.forget_index) if bank else None
 
+    def original_for(self, method: MethodConfig) -> TrainedModel:
+        """The original a method unlearns from: the study's, or one trained with the method's own
+        recipe (SISA's shards and slices; its jobs trained it, so it is read from the cache)."""
+        recipe = original_recipe(self.config.train, method)
+        if recipe == self.config.train:
+            return self.original
+        store = self.context.store
+        assert store is not None, "a study runs with the model cache"
+        config = dataclasses.replace(self.config, train=recipe)
+        return train_original(config, self.data.dataset, self.engine, store, self.seeds.train)
+
     def repeats(self, method: MethodConfig) -> list[BankModel]:
         """The method's N = `evaluation.repeats` runs with their own seeds (each a job)."""
+        original = self.original_for(method)
         return [
-            repeated_run(self.config, method, self.data, self.original, self.context, self.seeds, i)
+            repeated_run(self.config, method, self.data, original, self.context, self.seeds, i)
             for i in range(self.config.evaluation.repeats)
         ]
 
@@ -191,7 +205,8 @@ def run_row(run: ForgetRun, method: MethodConfig) -> SavedRow:
     if role == ORIGINAL:
         model, seconds = run.original.model, run.original.meta.get("seconds", 0.0)
     else:
-        model, seconds = run_method(method, data, run.original, context, run.model_key(method))
+        original = run.original_for(method)
+        model, seconds = run_method(method, data, original, context, run.model_key(method))
     evaluation = run.config.evaluation
     bank = run.bank()
     repeats = run.repeats(method) if role == METHOD and evaluation.repeats else []
@@ -217,6 +232,8 @@ def run_row(run: ForgetRun, method: MethodConfig) -> SavedRow:
         **result.columns,
         **_bank_columns(bank),
         **_repeat_columns(repeats, request),
+        **_deletion_columns(model, data),
+        **({"exact": True} if role == METHOD and get_method(method.name).exact else {}),
         "rte_min": seconds / 60,
         "eval_s": result.seconds,
         "forget_key": forget_set.key,
@@ -236,6 +253,16 @@ def _bank_columns(bank: list[BankModel]) -> dict:
     if not bank:
         return {}
     return {"bank_n": len(bank), "bank_seeds": [m.seed for m in bank], "bank_min": minutes(bank)}
+
+
+def _deletion_columns(model: torch.nn.Module, data: UnlearnData) -> dict:
+    """What an exact deletion retrained against what a random one of its size is expected to
+    (the `DELETION_COLUMNS`, for SISA's rows); nothing for any other row."""
+    if not isinstance(model, ShardedModel):
+        return {}
+    columns = deletion_columns(model, data.forget_set.forget_ids)
+    assert set(columns) <= set(DELETION_COLUMNS), sorted(set(columns) - set(DELETION_COLUMNS))
+    return columns
 
 
 def _repeat_columns(repeats: list[BankModel], request: Request) -> dict:

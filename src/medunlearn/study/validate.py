@@ -3,11 +3,12 @@ written (each field's own constraints were checked when the config was built).""
 
 from __future__ import annotations
 
-from medunlearn.config import ConfigError, ExperimentConfig
+from medunlearn.config import ConfigError, ExperimentConfig, TrainConfig
 from medunlearn.data import Dataset
 from medunlearn.forget import check_forget
-from medunlearn.methods.registry import get_method, method_params
+from medunlearn.methods.registry import get_method, method_params, original_recipe
 from medunlearn.roles import study_methods
+from medunlearn.sharding import assign_layout, layout_seed
 
 
 def _repeated(names: list[str]) -> list[str]:
@@ -17,7 +18,8 @@ def _repeated(names: list[str]) -> list[str]:
 
 def validate(config: ExperimentConfig, dataset: Dataset) -> None:
     """Each method's params and data, distinct method and forget-set names (a method labelled
-    `original` would take the original model's row), and each forget spec on this dataset."""
+    `original` would take the original model's row), the shards and slices of every original
+    the study trains, and each forget spec on this dataset."""
     names = [method.display_name for method in study_methods(config)]
     if repeated := _repeated(names):
         raise ConfigError(
@@ -27,6 +29,14 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
     for method in config.methods:
         method_params(method.name, method.params)
         get_method(method.name).check_data(dataset)
+    recipes = [config.train, *(original_recipe(config.train, m) for m in config.methods)]
+    for recipe in {str(recipe): recipe for recipe in recipes}.values():
+        check_sharding(recipe, dataset, config.seeds)
+    if config.train.sharded and (hard := [f.mode for f in config.forget if f.uses_difficulty]):
+        raise ConfigError(
+            f"forget mode '{hard[0]}' ranks images by the original model's training loss, which a "
+            "model trained in shards and slices does not record; use another forget mode"
+        )
     if repeated := _repeated([forget.display_name for forget in config.forget]):
         raise ConfigError(
             f"more than one forget set is named {repeated}: give each a distinct 'label' "
@@ -36,3 +46,13 @@ def validate(config: ExperimentConfig, dataset: Dataset) -> None:
         raise ConfigError("seeds is empty: give at least one seed, e.g. [0]")
     for forget_config in config.forget:
         check_forget(dataset, forget_config, config.seeds[0])
+
+
+def check_sharding(recipe: TrainConfig, dataset: Dataset, seeds: list[int]) -> None:
+    """Refuse shards and slices the data cannot fill (more shards than a class has images or
+    patients, more slices than a shard has): each seed's layout is drawn (a fraction of a
+    second) before anything is trained."""
+    if recipe.sharded:
+        labels = dataset.train.labels.numpy()
+        for seed in seeds:
+            assign_layout(labels, recipe.shards, recipe.slices, layout_seed(seed), dataset.patients)
