@@ -125,6 +125,22 @@ def test_a_checkpoint_is_saved_after_every_slice_with_its_hash(
         assert not torch.equal(load_checkpoint(first.path)[0]["1.0.weight"], own["1.0.weight"])
 
 
+def test_each_slice_checkpoint_records_the_images_it_learned_from(
+    blood, cache_dir, sharded_recipe, sharded_model
+):
+    """So that a deletion purges from the cache every stage that trained on a forgotten image,
+    and only those."""
+    store = Store(cache_dir)
+    model = sharded_model(blood, store, sharded_recipe())
+    layout, checkpoints = model.layout, model.sharding.checkpoints
+    image = int(np.flatnonzero((layout.shard == 1) & (layout.slice == 1))[0])
+    found = store.influenced_by(np.array([image]), blood.fingerprint)
+    assert found == [checkpoints[1][1].path]
+    image = int(np.flatnonzero((layout.shard == 0) & (layout.slice == 0))[0])
+    found = store.influenced_by(np.array([image]), blood.fingerprint)
+    assert sorted(found) == sorted(c.path for c in checkpoints[0])
+
+
 def test_sharded_training_is_bitwise_reproducible_and_seeded(
     blood, tmp_path, sharded_recipe, sharded_model, same_state
 ):
@@ -240,7 +256,7 @@ def test_patients_keep_a_shard_model_trained_on_whole_patients(
 ):
     root = write_npz("bloodmnist", 160, 16, 16).parent
     dataset = load_medmnist("bloodmnist", 28, root=root, download=False)
-    dataset.patients = synthetic_patients(len(dataset.train))
+    dataset.patients = synthetic_patients(len(dataset.train), seed=1)
     model = sharded_model(dataset, Store(cache_dir), sharded_recipe(shards=2, slices=2))
     layout = model.layout
     assert np.array_equal(layout.group, np.unique(dataset.patients, return_inverse=True)[1])

@@ -423,6 +423,8 @@ class ShardTrainer:
                                             self.dataset.n_classes),
                         "shard": shard, "slice": stage, "seconds": seconds}  # fmt: skip
                 save_checkpoint(path, previous, meta)
+                self.store.note_influence(path, self.layout.rows(shard, stage),
+                                          len(self.dataset.train), self.dataset.fingerprint)  # fmt: skip
                 self.store.path("states", f"slice-{key}", ".pt").unlink(missing_ok=True)
             checkpoints.append(SliceCheckpoint(path, file_sha256(path), seconds))
         return self._materialise(previous, shard), checkpoints, reused

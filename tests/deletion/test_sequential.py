@@ -14,7 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from medunlearn.cli import app
-from medunlearn.config import ConfigError, MethodConfig, SequentialConfig, dump_config, load_config
+from medunlearn.config import (
+    ConfigError,
+    MethodConfig,
+    SequentialConfig,
+    UserError,
+    dump_config,
+    load_config,
+)
 from medunlearn.data.medmnist import load_medmnist
 from medunlearn.deletion import sequential
 from medunlearn.deletion.requests import (
@@ -65,9 +72,9 @@ def test_the_synthetic_map_keeps_other_bounds_or_refuses() -> None:
             mapping = synthetic_patient_map(n, seed, images=(3, 4))
             assert {len(v) for v in mapping.values()} <= {3, 4}, (n, seed)
             assert sorted(np.concatenate(list(mapping.values())).tolist()) == list(range(n))
-    with pytest.raises(RequestError, match="cannot be cut"):
+    with pytest.raises(UserError, match="cannot be cut"):
         synthetic_patient_map(5, seed=0, images=(3, 4))
-    with pytest.raises(RequestError, match="1 <= min <= max"):
+    with pytest.raises(UserError, match="1 <= min <= max"):
         synthetic_patient_map(10, seed=0, images=(4, 2))
 
 

@@ -218,3 +218,16 @@ def test_an_interrupted_deletion_resumes_its_finished_stages(
     assert same_state(resumed.model, straight.model)
     assert resumed.seconds >= resumed.model.sharding.checkpoints[0][1].seconds
     assert torch.equal(resumed.model.removed, straight.model.removed)
+
+
+def test_a_sharded_retrain_leaves_out_what_earlier_requests_forgot(
+    blood, engine, tmp_path, sharded
+):
+    """A deployment's Retrain of a later request trains on neither its images nor any earlier
+    request's (the ForgetSet's `excluded`)."""
+    _, store, recipe = sharded
+    forget_set = ForgetSet(np.array([4]), len(blood.train), blood.name, blood.fingerprint,
+                           excluded=np.array([9, 30]))  # fmt: skip
+    result = unlearn(None, UnlearnData(blood, forget_set), MethodConfig("retrain"),
+                     _context(engine, store, recipe)).model  # fmt: skip
+    assert np.flatnonzero(result.layout.removed).tolist() == [4, 9, 30]

@@ -1,9 +1,12 @@
 """Which patient each training image belongs to: a seeded synthetic mapping for studies
-(MedMNIST files carry no patient ids), read by sharded training and patient forget sets."""
+(MedMNIST files carry no patient ids), read by sharded training, patient forget sets and the
+sequential-requests study."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from medunlearn.config import UserError
 
 # a synthetic patient has 1 to this many images, each size equally likely
 MOST_IMAGES = 5
@@ -11,16 +14,42 @@ MOST_IMAGES = 5
 MAPPING_SEED = 0
 
 
+def _sizes(n_images: int, rng: np.random.Generator, least: int, most: int) -> list[int]:
+    """Patient sizes of `least` to `most` images (drawn uniformly) summing to `n_images`; a
+    short last patient takes images from larger ones, or is spread over smaller ones."""
+    if not 1 <= least <= most:
+        raise UserError(f"images per patient must satisfy 1 <= min <= max; got ({least}, {most})")
+    if n_images < least:
+        raise UserError(f"{n_images} training images cannot make a patient of {least} or more")
+    sizes: list[int] = []
+    while sum(sizes) < n_images:
+        sizes.append(int(rng.integers(least, most + 1)))
+    sizes[-1] -= sum(sizes) - n_images
+    while sizes[-1] < least:
+        donors = [i for i in range(len(sizes) - 1) if sizes[i] > least]
+        if donors:
+            sizes[donors[-1]] -= 1
+            sizes[-1] += 1
+            continue
+        short = sizes.pop()
+        room = [i for i, size in enumerate(sizes) if size < most]
+        if len(room) < short:
+            raise UserError(
+                f"{n_images} training images cannot be cut into patients of {least} to {most} "
+                "images"
+            )
+        for i in room[-short:]:
+            sizes[i] += 1
+    return sizes
+
+
 def synthetic_patients(
-    n_images: int, seed: int = MAPPING_SEED, most: int = MOST_IMAGES
+    n_images: int, seed: int = MAPPING_SEED, least: int = 1, most: int = MOST_IMAGES
 ) -> np.ndarray:
-    """A patient index per image: the images in a seeded random order, cut into consecutive
-    patients of 1 to `most` images each (sizes drawn uniformly), numbered from 0."""
+    """A patient index per image, numbered from 0: the images in a seeded random order, cut
+    into consecutive patients of `least` to `most` images each (sizes drawn uniformly)."""
     rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, most + 1, size=n_images)
-    ends = np.cumsum(sizes)
-    count = int(np.searchsorted(ends, n_images)) + 1
-    patient_of_slot = np.repeat(np.arange(count), sizes[:count])[:n_images]
+    sizes = _sizes(n_images, rng, least, most)
     patients = np.empty(n_images, dtype=np.int64)
-    patients[rng.permutation(n_images)] = patient_of_slot
+    patients[rng.permutation(n_images)] = np.repeat(np.arange(len(sizes)), sizes)
     return patients

@@ -161,11 +161,11 @@ def _evidence_figure(before: dict, after: dict) -> Figure:
         auc = columns.get("pop_phi_matched_auc")
         if auc is None:
             continue
-        low, high = (
-            columns.get("pop_phi_matched_auc_low", auc),
-            columns.get("pop_phi_matched_auc_high", auc),
-        )
-        axes.errorbar(auc, y, xerr=[[auc - low], [high - auc]], fmt="o", capsize=3)
+        # a forget set too small for an interval (one image per class) has the point alone
+        low = columns.get("pop_phi_matched_auc_low")
+        high = columns.get("pop_phi_matched_auc_high")
+        spread = None if low is None or high is None else [[auc - low], [high - auc]]
+        axes.errorbar(auc, y, xerr=spread, fmt="o", capsize=3)
     axes.axvline(0.5, color="black", linestyle="--", linewidth=1)
     axes.set_yticks([0, 1], ["before", "after"])
     axes.set_xlim(0.3, 1.0)
@@ -182,6 +182,23 @@ def _attempt(attempt: dict | None) -> dict | None:
     failed += [f"{c['label']}: {c['value']:.3f}, more than the {c['bound']:.3f} the protocol "
                "allows" for c in attempt.get("criteria", []) if not c["passed"]]  # fmt: skip
     return {**attempt, "failed": failed}
+
+
+def _exact_words(sharding: dict | None) -> str:
+    """Why an exact deletion holds nothing of the images: trained again without them, whole
+    or (SISA) the shards that held them."""
+    if not sharding:
+        return ("This deletion is exact: the model was trained again from scratch without these "
+                "images, so it holds nothing learned from them.")  # fmt: skip
+    return (
+        f"This deletion is exact: the model is {sharding['shards']} models trained on disjoint "
+        f"shards of the data, and the {sharding['shards_retrained']} shard(s) that held these "
+        "images were trained again without them, from the checkpoint saved before the first "
+        "slice of data that held one; the other shards never saw them. The result is the model "
+        "trained from the start without these images (medunlearn's tests prove it bit for bit), "
+        f"so it holds nothing learned from them. It redid {sharding['retrain_share']:.0%} of "
+        "the training's work."
+    )
 
 
 def document(deployment: Deployment, record: dict, closure: Closure) -> dict:
@@ -221,8 +238,7 @@ def document(deployment: Deployment, record: dict, closure: Closure) -> dict:
             "evidence": _image(_evidence_figure(before, after)),
         },
         "strength": (
-            "This deletion is exact: the model was trained again from scratch without these images, "
-            "so it holds nothing learned from them."
+            _exact_words(record.get("sharding"))
             if exact
             else "This deletion is approximate: the evidence below shows that the images can no longer be "
             "told from unseen ones by the attacks run, which is evidence, not proof (a model's "

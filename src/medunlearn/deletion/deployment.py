@@ -16,22 +16,25 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from medunlearn.checkpoints import TrainedModel, load_model
+from medunlearn.checkpoints import TrainedModel, load_model, save_model
 from medunlearn.config import ExperimentConfig, RuntimeConfig, UserError, dump_config, load_config
 from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.requests import digest
 from medunlearn.progress import Progress
+from medunlearn.sharding import ShardedModel, Sharding, SliceCheckpoint, bundle
 from medunlearn.store import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
     file_sha256,
-    save_checkpoint,
+    load_checkpoint,
 )
 from medunlearn.study.setup import Session, open_session
 
 CONFIG, LEDGER = "config.yaml", "ledger.jsonl"
 CHECKPOINTS, FORGOTTEN, PROTOCOLS, AUDITS = "checkpoints", "forgotten", "protocols", "audits"
+# a sharded model's slice checkpoints (SISA restarts from them), shared by its checkpoints
+SLICES = "slices"
 # the checkpoint a user reads: a copy of the ledger's head, refreshed whenever it is opened
 CURRENT = "current.safetensors"
 
@@ -41,12 +44,25 @@ class DeploymentError(UserError):
 
 
 def publish_checkpoint(folder: Path, model: nn.Module, meta: dict) -> str:
-    """Save a model into the deployment's checkpoints, named by its SHA-256; the SHA-256."""
+    """Save a model into the deployment's checkpoints, named by its SHA-256 (a sharded model's
+    slice checkpoints copied into `slices/`, where its metadata names them); the SHA-256."""
+    if isinstance(model, ShardedModel):
+        model = bundle(model, folder / SLICES)
     staging = folder / CHECKPOINTS / ".staging.safetensors"
-    save_checkpoint(staging, model, meta)
+    save_model(staging, model, meta)
     sha = file_sha256(staging)
     staging.replace(folder / CHECKPOINTS / f"{sha}.safetensors")
     return sha
+
+
+def slice_checkpoints(checkpoint: Path) -> list[SliceCheckpoint]:
+    """The slice checkpoints a deployment checkpoint's metadata names, each with its SHA-256
+    (none for a model trained whole)."""
+    meta = load_checkpoint(checkpoint)[1]
+    if "sharding" not in meta:
+        return []
+    sharding = Sharding.from_meta(meta["sharding"], checkpoint.parent)
+    return [c for shard in sharding.checkpoints for c in shard]
 
 
 def refresh_current(folder: Path, sha: str) -> None:

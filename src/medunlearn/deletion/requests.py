@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from scipy.fft import dctn
 
 from medunlearn.data import Dataset, Split
+from medunlearn.data.patients import synthetic_patients
 from medunlearn.forget import ForgetError, read_ids
 from medunlearn.store import atomic_write_text
 
@@ -65,36 +66,12 @@ def synthetic_patient_map(
     n_train: int, seed: int, images: tuple[int, int] = (1, 5)
 ) -> dict[str, np.ndarray]:
     """A seeded stand-in for a hospital's patient map (MedMNIST has no patient ids): the
-    training ids shuffled and cut into patients of `images[0]` to `images[1]` images each
-    (sizes drawn uniformly), every id exactly once; patient ids `P00000`, `P00001` ..."""
-    low, high = images
-    if not 1 <= low <= high:
-        raise RequestError(f"images per patient must satisfy 1 <= min <= max; got {images}")
-    if n_train < low:
-        raise RequestError(f"{n_train} training images cannot make a patient of {low} or more")
-    rng = np.random.default_rng(seed)
-    sizes: list[int] = []
-    while sum(sizes) < n_train:
-        sizes.append(int(rng.integers(low, high + 1)))
-    sizes[-1] -= sum(sizes) - n_train
-    while sizes[-1] < low:  # a short last patient: one image more from a larger patient,
-        donors = [i for i in range(len(sizes) - 1) if sizes[i] > low]
-        if donors:
-            sizes[donors[-1]] -= 1
-            sizes[-1] += 1
-            continue
-        short = sizes.pop()  # or, none being larger, its images spread over the others
-        room = [i for i, size in enumerate(sizes) if size < high]
-        if len(room) < short:
-            raise RequestError(
-                f"{n_train} training images cannot be cut into patients of {low} to {high} images"
-            )
-        for i in room[-short:]:
-            sizes[i] += 1
-    order = rng.permutation(n_train)
-    bounds = np.cumsum([0, *sizes])
-    return {f"P{i:05d}": np.sort(order[bounds[i] : bounds[i + 1]]).astype(np.int64)
-            for i in range(len(sizes))}  # fmt: skip
+    synthetic patients of `data.patients` (`images[0]` to `images[1]` images each, every id
+    exactly once) under the ids `P00000`, `P00001` ..."""
+    patients = synthetic_patients(n_train, seed, *images)
+    order = np.argsort(patients, kind="stable")  # each patient's ids in increasing order
+    parts = np.split(order, np.cumsum(np.bincount(patients))[:-1])
+    return {f"P{i:05d}": part.astype(np.int64) for i, part in enumerate(parts)}
 
 
 def write_patient_map(path: str | Path, mapping: dict[str, np.ndarray]) -> Path:

@@ -26,12 +26,14 @@ from medunlearn.deletion import audit as audit_module
 from medunlearn.deletion.deployment import (
     AUDITS,
     CHECKPOINTS,
+    SLICES,
     Deployment,
     DeploymentError,
     create,
     publish_checkpoint,
     publish_ids,
     refresh_current,
+    slice_checkpoints,
 )
 from medunlearn.deletion.evidence import measure, within
 from medunlearn.deletion.gate import GateResult, judge
@@ -49,11 +51,12 @@ from medunlearn.deletion.requests import (
 )
 from medunlearn.forget import ForgetSet
 from medunlearn.methods import Context, UnlearnData
-from medunlearn.methods.registry import get_method, method_params
+from medunlearn.methods.registry import get_method, method_params, original_recipe
 from medunlearn.metrics.evaluate import is_binary
 from medunlearn.progress import Progress
 from medunlearn.roles import RETRAIN, RETRAIN_METHOD
 from medunlearn.seeds import derived_seed
+from medunlearn.sharding import ShardedModel, deletion_columns, verify_slices
 from medunlearn.store import atomic_write_json, cache_key, file_sha256
 from medunlearn.study.pipeline import run_method
 from medunlearn.study.setup import open_session
@@ -90,6 +93,8 @@ def deploy(
     session = open_session(config, progress)
     trained = load_model(checkpoint, config.model, session.dataset)
     check_fingerprint(trained, session.dataset.fingerprint, checkpoint)
+    if isinstance(trained.model, ShardedModel):
+        verify_slices(trained.model.sharding)  # SISA restarts from them: refuse them altered
     record = {
         "kind": "deploy", "time": now(), "input": file_sha256(checkpoint),
         "dataset": session.dataset.name, "data_fingerprint": session.dataset.fingerprint,
@@ -135,7 +140,9 @@ def resolve_method(
     deployment: Deployment, name: str | None, params: dict
 ) -> tuple[MethodConfig, dict | None]:
     """The request's method (default: the last validated protocol's) and its protocol; an
-    approximate method needs a protocol validated for it on this deployment's model."""
+    approximate method needs a protocol validated for it on this deployment's model, an exact
+    one (Retrain, SISA) none, and a method that needs a recipe of its own (SISA: shards and
+    slices) the deployment's model trained with it."""
     protocol = deployment.protocol(name)
     if name is None:
         if protocol is None:
@@ -145,8 +152,16 @@ def resolve_method(
         params = {**protocol["params"], **params}
     method = MethodConfig(name, params)
     method_params(name, params)
-    get_method(name).check_data(deployment.session.dataset)
-    if name == RETRAIN:
+    spec = get_method(name)
+    spec.check_data(deployment.session.dataset)
+    train = deployment.config.train
+    if original_recipe(train, method) != train:
+        raise UserError(
+            f"{name} needs a model trained otherwise ({spec.summary}); this deployment's was "
+            f"trained with {train.shards} shard(s) of {train.slices} slice(s): serve the request "
+            "with --method retrain, or deploy a model trained for it"
+        )
+    if spec.exact or name == RETRAIN:
         return method, None
     if protocol is None:
         raise UserError(
@@ -288,10 +303,13 @@ class Request:
         before, _, _ = self.judge(deployment.model().model)
         model, seconds = self.run(self.method)
         evidence, gate, criteria = self.judge(model)
-        exact = self.method.name == RETRAIN
-        decision = (
-            "released" if exact or (gate.released and all(c["passed"] for c in criteria)) else None
-        )
+        exact = self.method.name == RETRAIN or get_method(self.method.name).exact
+        passed = gate.released and all(c["passed"] for c in criteria)
+        decision = "released" if passed else None
+        if not passed and exact:
+            # the gate applies to an exact deletion too: held where the hospital holds a
+            # failing model for review; else released, since a Retrain would be no better
+            decision = "held" if gate_config.fallback == "hold" else "released"
         attempt = None
         if decision is None:
             attempt = {"method": self.method.name, "seconds": seconds, "evidence": evidence,
@@ -375,6 +393,12 @@ class Request:
             sha = path.stem
             if sha not in keep and not sha.startswith("."):
                 purged.append({"what": "checkpoint", "sha256": sha})
+        # a sharded model's slice checkpoints that no kept model restarts from (the stages a
+        # deletion retrained, which held the forgotten images)
+        used = {c.path.name for sha in keep for c in slice_checkpoints(deployment.checkpoint(sha))}
+        purged += [{"what": "slice", "path": f"{SLICES}/{path.name}"}
+                   for path in sorted((deployment.folder / SLICES).glob("*.safetensors"))
+                   if path.name not in used]  # fmt: skip
         return purged, kept
 
     def commit(self, model, seconds, before, evidence, gate, criteria, decision, exact, attempt,
@@ -411,6 +435,7 @@ class Request:
             "protocol": (deployment.ledger_protocol_sha(self.method.name)
                          if self.protocol else None),
             "purged": purged, "kept": kept, "versions": versions(),
+            **({"sharding": columns} if (columns := _sharding_columns(model, self.new)) else {}),
         }  # fmt: skip
         record = deployment.ledger.prepared(entry)
         folder = deployment.folder / AUDITS / record["request"]
@@ -421,6 +446,12 @@ class Request:
         return Outcome(deployment.ledger.head, folder)
 
 
+def _sharding_columns(model: torch.nn.Module, ids: np.ndarray) -> dict:
+    """What a SISA deletion retrained (shards, slices, share of the training's work) and what a
+    random request of its size is expected to; empty for any other model."""
+    return deletion_columns(model, ids) if isinstance(model, ShardedModel) else {}
+
+
 def finish_purges(deployment: Deployment) -> None:
     """Carry out the purges the ledger records (idempotent: a stop right after a commit is
     finished at the next request), then drop the pending results."""
@@ -429,6 +460,8 @@ def finish_purges(deployment: Deployment) -> None:
         for item in record.get("purged", []):
             if item["what"] == "checkpoint":
                 deployment.checkpoint(item["sha256"]).unlink(missing_ok=True)
+            elif item["what"] == "slice":
+                (deployment.folder / item["path"]).unlink(missing_ok=True)
             else:
                 path = store.root / item["path"]
                 if path.exists():

@@ -16,6 +16,7 @@ from medunlearn.deletion.deployment import (
     LEDGER,
     PROTOCOLS,
     DeploymentError,
+    slice_checkpoints,
 )
 from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.requests import digest
@@ -62,7 +63,7 @@ def verify(folder: str | Path, public_key: str | Path | None = None) -> Report:
         report.problem(problem)
     purged = {item["sha256"] for r in ledger.records for item in r.get("purged", [])
               if item["what"] == "checkpoint"}  # fmt: skip
-    checked = 0
+    checked, sharded_checked = 0, set()
     for record in ledger.records:
         for path, expected in _named_files(folder, record):
             if not path.is_file():
@@ -71,7 +72,11 @@ def verify(folder: str | Path, public_key: str | Path | None = None) -> Report:
                 continue
             if file_sha256(path) != expected:
                 report.problem(f"record {record['index']}: {path.name} does not match its hash")
+                continue
             checked += 1
+            if path.parent.name == CHECKPOINTS and path not in sharded_checked:
+                sharded_checked.add(path)
+                checked += _check_slices(path, record["index"], report)
         if record.get("kind") == "delete":
             ids_path = folder / FORGOTTEN / f"{record['forget_digest']}.json"
             if ids_path.is_file() and digest(_ids(ids_path)) != record["forget_digest"]:
@@ -80,6 +85,22 @@ def verify(folder: str | Path, public_key: str | Path | None = None) -> Report:
         report.lines.append(f"ledger OK: {len(ledger.records)} records chained, {checked} file(s) "
                             f"match their hashes, {len(purged)} checkpoint(s) purged")  # fmt: skip
     return report
+
+
+def _check_slices(checkpoint: Path, index: int, report: Report) -> int:
+    """Check the slice checkpoints a (verified) sharded checkpoint names against their hashes;
+    how many matched."""
+    matched = 0
+    for part in slice_checkpoints(checkpoint):
+        if not part.path.is_file():
+            report.problem(f"record {index}: slice checkpoint {part.path.name} of "
+                           f"{checkpoint.name} is missing")  # fmt: skip
+        elif file_sha256(part.path) != part.sha256:
+            report.problem(f"record {index}: slice checkpoint {part.path.name} of "
+                           f"{checkpoint.name} does not match its hash")  # fmt: skip
+        else:
+            matched += 1
+    return matched
 
 
 def _ids(path: Path) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,8 +41,10 @@ def retrain_sharded(data: UnlearnData, recipe: TrainConfig, context: Context) ->
     slice checkpoints in the cache)."""
     if context.store is None or context.model_config is None:
         raise ValueError("a sharded Retrain needs the model cache and the model config")
+    forget_set = data.forget_set
+    removed = np.union1d(forget_set.forget_ids, forget_set.excluded)  # earlier requests' too
     trainer = shard_trainer(context.model_config, recipe, data.dataset, context.engine,
-                            context.store, context.seed, data.forget_set.forget_ids)  # fmt: skip
+                            context.store, context.seed, removed)  # fmt: skip
     model, reused = train_sharded(trainer)
     context.earlier_seconds += reused
     return model
