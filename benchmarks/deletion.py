@@ -35,7 +35,7 @@ import numpy as np
 
 import medunlearn.deletion.audit as audit
 import medunlearn.deletion.service as service
-from medunlearn.config import dump_config, load_config
+from medunlearn.config import RuntimeConfig, dump_config, load_config
 from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.protocol import validate_protocol
 from medunlearn.experiment import export_original
@@ -62,7 +62,9 @@ def wrap_request(timer: PhaseTimer) -> None:
     timer.wrap(service, "finish_purges", "purges")
 
 
-def serve_timed(deployment: Path, ids: np.ndarray, method: str, folder: Path) -> dict:
+def serve_timed(
+    deployment: Path, ids: np.ndarray, method: str, folder: Path, runtime: RuntimeConfig
+) -> dict:
     """Serve one request of `ids` with `method`, its phases timed; the phase seconds and record."""
     path = folder / f"request-{ids[0]}.txt"
     atomic_write_text(path, "\n".join(map(str, ids)) + "\n")
@@ -70,7 +72,7 @@ def serve_timed(deployment: Path, ids: np.ndarray, method: str, folder: Path) ->
     wrap_request(timer)
     with timer.active():
         began = time.perf_counter()
-        outcome = service.delete(deployment, ids=path, method=method)
+        outcome = service.delete(deployment, ids=path, method=method, runtime=runtime)
         total = time.perf_counter() - began
     return {"total": total, "phases": dict(timer.seconds), "record": outcome.record}
 
@@ -105,9 +107,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true",
                         help="1 training epoch, 1 simulated request with a bank of 3")  # fmt: skip
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--loose", action="store_true",
+                        help="a protocol that always validates (M = 1, K = 3, no bound): times "
+                             "the method's own requests where its real protocol fails")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)
     overrides = ["train.epochs=1", "deletion.protocol.requests=1",
                  "deletion.protocol.bank=3"] if args.quick else []  # fmt: skip
+    if args.loose:
+        overrides += ["deletion.protocol.requests=1", "deletion.protocol.bank=3",
+                      "deletion.protocol.attack_gap=1", "deletion.protocol.ulira=1",
+                      "deletion.protocol.ain=0"]  # fmt: skip
+    if args.threads:
+        overrides.append(f"runtime.threads={args.threads}")
     config = load_config(None, overrides)
     params = next(m.params for m in config.methods if m.name == args.method)
     if args.quick and "epochs" in params:
@@ -119,20 +131,22 @@ def main(argv: list[str] | None = None) -> dict:
         load = os.getloadavg()
         checkpoint, _ = export_original(config, Path(tmp) / "model")
         atomic_write_text(Path(tmp) / "deletion.yaml", dump_config(config))
+        runtime = config.runtime  # the cache and threads, for every step of the service
         deployment = service.deploy(checkpoint, Path(tmp) / "deployment", Path(tmp) / "deletion.yaml",
-                                    args.data_root)  # fmt: skip
+                                    args.data_root, runtime)  # fmt: skip
         began = time.perf_counter()
-        protocol = validate_protocol(deployment, args.method, params, data_root=args.data_root)
+        protocol = validate_protocol(deployment, args.method, params, data_root=args.data_root,
+                                     runtime=runtime)  # fmt: skip
         protocol_s = time.perf_counter() - began
         served = args.method if protocol["validated"] else RETRAIN
         rng = np.random.default_rng(0)
-        opened = service.Deployment.open(deployment, args.data_root)
+        opened = service.Deployment.open(deployment, args.data_root, runtime)
         left = np.setdiff1d(np.arange(len(opened.session.dataset.train)), opened.forgotten())
         results = []
         for _ in range(args.requests):
             ids = np.sort(rng.choice(left, args.size, replace=False))
             left = np.setdiff1d(left, ids)
-            results.append(serve_timed(deployment, ids, served, Path(tmp)))
+            results.append(serve_timed(deployment, ids, served, Path(tmp), runtime))
         after = os.getloadavg()
     settings = config.deletion.protocol
     print(f"protocol {args.method} {params}: M = {settings.requests} simulated requests of "
@@ -144,8 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
     for number, result in enumerate(results, start=1):
         lines, run, evidence = request_lines(result, served)
         record = result["record"]
+        tried = f" after {record['attempt']['method']}" if record.get("attempt") else ""
         print(f"\nrequest {number}: {args.size} images, decision {record['decision']}, "
-              f"served by {record['served_by']}")  # fmt: skip
+              f"served by {record['method']}{tried}")  # fmt: skip
         print(table(lines, run))
         share = evidence / run
         print(f"evidence + ledger: {evidence:.1f} s = {100 * share:.1f}% of the method's "

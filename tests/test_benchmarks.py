@@ -86,3 +86,23 @@ def test_the_sisa_benchmark_prints_both_budgets_as_ratios(write_npz, tmp_path):
     assert one["shards_retrained"] == 1 and one["shards_expected"] == pytest.approx(1)
     assert ten["shards_retrained"] >= one["shards_retrained"]
     assert 0 < one["retrain_share"] <= ten["retrain_share"] <= 1
+
+
+@pytest.mark.slow
+def test_the_deletion_benchmark_times_a_protocol_and_requests(write_npz, tmp_path):
+    """benchmarks/deletion.py's smoke run on the tiny fixture: a protocol, then two requests in
+    turn, each with its phases and its evidence's share of the method's run time."""
+    data = write_npz().parent
+    out = tmp_path / "deletion.json"
+    command = [sys.executable, "deletion.py", "--data-root", str(data), "--quick", "--loose",
+               "--method", "ft", "--size", "4", "--cache", str(tmp_path / "cache"),
+               "--json", str(out)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT / "benchmarks", capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(target <= 30 min" in result.stdout and "(target <= 15%" in result.stdout
+    measured = json.loads(out.read_text())
+    assert measured["validated"] and len(measured["requests"]) == 2
+    for request in measured["requests"]:
+        assert request["method_s"] > 0 and request["share"] > 0
+        assert request["decision"] in {"released", "retrained", "retrained (debt)"}
