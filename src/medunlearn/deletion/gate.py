@@ -135,7 +135,7 @@ def judge(
                              getattr(gate, metric.name)))  # fmt: skip
     drop = _class_drop(after, reference, labels)
     boot = np.array([_class_drop(after[s], reference[s], labels[s]) for s in samples])
-    checks.append(_check("class_drop", "worst class's accuracy change", 0.0, drop, drop, boot,
+    checks.append(_check("class_drop", "the accuracy of the class that lost most", 0.0, drop, drop, boot,
                          alpha, gate.class_drop))  # fmt: skip
     return GateResult(all(check.passed for check in checks), checks)
 
