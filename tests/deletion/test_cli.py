@@ -10,15 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 import medunlearn.cli as cli
 from medunlearn.cli import app
-from medunlearn.config import DeletionConfig, ProtocolConfig, RuntimeConfig, to_dict
+from medunlearn.config import RuntimeConfig
 from medunlearn.deletion.deployment import LEDGER
 from medunlearn.deletion.ledger import Ledger
-from medunlearn.experiment import export_original
 
 runner = CliRunner()
 FT = ("-p", "epochs=1", "-p", "batch_size=16")
@@ -62,23 +60,6 @@ def _snapshot(folder: Path) -> dict[str, str]:
     """Every file under a folder with the SHA-256 of its bytes."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
-
-
-@pytest.fixture
-def checkpoint(make_config, tmp_path):
-    """A tiny original model."""
-    path, _ = export_original(make_config(), tmp_path / "model")
-    return path
-
-
-@pytest.fixture
-def settings(tmp_path):
-    """Deletion settings whose protocol a tiny model can pass."""
-    protocol = ProtocolConfig(requests=2, size=6, bank=3, repeats=3, attack_gap=1.0, ulira=1.0,
-                              ain=0.0)  # fmt: skip
-    path = tmp_path / "deletion.yaml"
-    path.write_text(yaml.safe_dump({"deletion": to_dict(DeletionConfig(protocol=protocol))}))
-    return path
 
 
 @pytest.fixture

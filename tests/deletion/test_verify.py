@@ -8,16 +8,13 @@ import json
 
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 from medunlearn.cli import app
-from medunlearn.config import DeletionConfig, ProtocolConfig, to_dict
 from medunlearn.deletion.deployment import CHECKPOINTS, FORGOTTEN, LEDGER, DeploymentError
 from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.service import delete, deploy
 from medunlearn.deletion.verify import summary, verify
-from medunlearn.experiment import export_original
 from medunlearn.store import CHECKPOINT_FORMAT, load_checkpoint
 
 runner = CliRunner()
@@ -25,23 +22,6 @@ runner = CliRunner()
 IDS = (37, 41, 53)
 # the patients behind IDS, and everyone else's
 PATIENTS = {37: "MRN-884213", 41: "MRN-884213", 53: "MRN-990127"}
-
-
-@pytest.fixture
-def checkpoint(make_config, tmp_path):
-    """A tiny original model."""
-    path, _ = export_original(make_config(), tmp_path / "model")
-    return path
-
-
-@pytest.fixture
-def settings(tmp_path):
-    """Deletion settings whose protocol a tiny model can pass."""
-    protocol = ProtocolConfig(requests=2, size=6, bank=3, repeats=3, attack_gap=1.0, ulira=1.0,
-                              ain=0.0)  # fmt: skip
-    path = tmp_path / "deletion.yaml"
-    path.write_text(yaml.safe_dump({"deletion": to_dict(DeletionConfig(protocol=protocol))}))
-    return path
 
 
 @pytest.fixture
