@@ -471,22 +471,29 @@ def train_sharded(trainer: ShardTrainer) -> tuple[ShardedModel, float]:
 # --- exact deletion -----------------------------------------------------------------------------
 
 
-def verify_slices(sharding: Sharding) -> None:
-    """Refuse a sharded model whose slice checkpoints are missing or altered (their SHA-256
-    differs from the one its checkpoint recorded): a deletion restarts from them."""
+def slice_problems(sharding: Sharding) -> list[str]:
+    """Each slice checkpoint of a sharded model that is missing or altered (its SHA-256 differs
+    from the one its checkpoint recorded), in a line."""
+    problems = []
     for shard, checkpoints in enumerate(sharding.checkpoints):
         for stage, checkpoint in enumerate(checkpoints):
             where = f"slice checkpoint {checkpoint.path} (shard {shard + 1}, slice {stage + 1})"
             if not checkpoint.path.is_file():
-                raise ShardingError(
-                    f"{where} is missing: an exact deletion restarts from it; restore it, or "
-                    "train the model again"
-                )
-            if (found := file_sha256(checkpoint.path)) != checkpoint.sha256:
-                raise ShardingError(
-                    f"{where} was altered: its SHA-256 is {found[:16]}…, the model recorded "
-                    f"{checkpoint.sha256[:16]}…; restore it, or train the model again"
-                )
+                problems.append(f"{where} is missing")
+            elif (found := file_sha256(checkpoint.path)) != checkpoint.sha256:
+                problems.append(f"{where} was altered: its SHA-256 is {found[:16]}…, the model "
+                                f"recorded {checkpoint.sha256[:16]}…")  # fmt: skip
+    return problems
+
+
+def verify_slices(sharding: Sharding) -> None:
+    """Refuse a sharded model whose slice checkpoints are missing or altered: a deletion
+    restarts from them."""
+    if problems := slice_problems(sharding):
+        raise ShardingError(
+            f"{problems[0]}: an exact deletion restarts from it; restore it, or train the model "
+            "again"
+        )
 
 
 def forget(

@@ -55,14 +55,17 @@ def publish_checkpoint(folder: Path, model: nn.Module, meta: dict) -> str:
     return sha
 
 
-def slice_checkpoints(checkpoint: Path) -> list[SliceCheckpoint]:
-    """The slice checkpoints a deployment checkpoint's metadata names, each with its SHA-256
-    (none for a model trained whole)."""
+def checkpoint_sharding(checkpoint: Path) -> Sharding | None:
+    """The sharding a deployment checkpoint's metadata records (its slice checkpoints, each
+    with its SHA-256); None for a model trained whole."""
     meta = load_checkpoint(checkpoint)[1]
-    if "sharding" not in meta:
-        return []
-    sharding = Sharding.from_meta(meta["sharding"], checkpoint.parent)
-    return [c for shard in sharding.checkpoints for c in shard]
+    return Sharding.from_meta(meta["sharding"], checkpoint.parent) if "sharding" in meta else None
+
+
+def slice_checkpoints(checkpoint: Path) -> list[SliceCheckpoint]:
+    """The slice checkpoints a deployment checkpoint names (none for a model trained whole)."""
+    sharding = checkpoint_sharding(checkpoint)
+    return [] if sharding is None else [c for shard in sharding.checkpoints for c in shard]
 
 
 def refresh_current(folder: Path, sha: str) -> None:

@@ -54,7 +54,7 @@ from medunlearn.methods import Context, UnlearnData
 from medunlearn.methods.registry import get_method, method_params, original_recipe
 from medunlearn.metrics.evaluate import is_binary
 from medunlearn.progress import Progress
-from medunlearn.roles import RETRAIN, RETRAIN_METHOD
+from medunlearn.roles import RETRAIN_METHOD
 from medunlearn.seeds import derived_seed
 from medunlearn.sharding import ShardedModel, deletion_columns, verify_slices
 from medunlearn.store import atomic_write_json, cache_key, file_sha256
@@ -161,7 +161,7 @@ def resolve_method(
             f"trained with {train.shards} shard(s) of {train.slices} slice(s): serve the request "
             "with --method retrain, or deploy a model trained for it"
         )
-    if spec.exact or name == RETRAIN:
+    if spec.exact:
         return method, None
     if protocol is None:
         raise UserError(
@@ -303,7 +303,7 @@ class Request:
         before, _, _ = self.judge(deployment.model().model)
         model, seconds = self.run(self.method)
         evidence, gate, criteria = self.judge(model)
-        exact = self.method.name == RETRAIN or get_method(self.method.name).exact
+        exact = get_method(self.method.name).exact
         passed = gate.released and all(c["passed"] for c in criteria)
         decision = "released" if passed else None
         if not passed and exact:

@@ -16,10 +16,11 @@ from medunlearn.deletion.deployment import (
     LEDGER,
     PROTOCOLS,
     DeploymentError,
-    slice_checkpoints,
+    checkpoint_sharding,
 )
 from medunlearn.deletion.ledger import Ledger
 from medunlearn.deletion.requests import digest
+from medunlearn.sharding import slice_problems
 from medunlearn.store import file_sha256
 
 
@@ -88,19 +89,15 @@ def verify(folder: str | Path, public_key: str | Path | None = None) -> Report:
 
 
 def _check_slices(checkpoint: Path, index: int, report: Report) -> int:
-    """Check the slice checkpoints a (verified) sharded checkpoint names against their hashes;
-    how many matched."""
-    matched = 0
-    for part in slice_checkpoints(checkpoint):
-        if not part.path.is_file():
-            report.problem(f"record {index}: slice checkpoint {part.path.name} of "
-                           f"{checkpoint.name} is missing")  # fmt: skip
-        elif file_sha256(part.path) != part.sha256:
-            report.problem(f"record {index}: slice checkpoint {part.path.name} of "
-                           f"{checkpoint.name} does not match its hash")  # fmt: skip
-        else:
-            matched += 1
-    return matched
+    """Check the slice checkpoints a (verified) sharded checkpoint names against their hashes
+    (the check a deletion makes before it restarts from them); how many matched."""
+    sharding = checkpoint_sharding(checkpoint)
+    if sharding is None:
+        return 0
+    problems = slice_problems(sharding)
+    for problem in problems:
+        report.problem(f"record {index}: {problem} (named by {checkpoint.name})")
+    return sum(len(shard) for shard in sharding.checkpoints) - len(problems)
 
 
 def _ids(path: Path) -> np.ndarray:

@@ -50,7 +50,9 @@ def retrain_sharded(data: UnlearnData, recipe: TrainConfig, context: Context) ->
     return model
 
 
-@register("retrain", RetrainParams, "train a fresh model on the retain set (gold standard)")
+@register(
+    "retrain", RetrainParams, "train a fresh model on the retain set (gold standard)", exact=True
+)
 def retrain(model: nn.Module, data: UnlearnData, params: RetrainParams, context: Context):
     """Ignore the trained model: train from scratch on the retain set only."""
     if context.train is None:
